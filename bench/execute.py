@@ -1,0 +1,177 @@
+"""Execute cells: build y with common random numbers, solve, score, write one record per cell."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from itertools import groupby
+from pathlib import Path
+
+import torch
+
+from bench import metrics
+from bench.data import ImageSource
+from bench.priors.base import Prior
+from bench.seeding import generator_for
+from bench.store import write_record
+from bench.sweep import Cell
+from operators import build_degradation, measure
+from operators.base import Degradation
+from solvers import SolverDiverged, get_solver
+
+
+def measurement_generators(cell: Cell) -> tuple[torch.Generator, torch.Generator]:
+    """(mask, noise) generators: the mask depends on (image, deg, seed), the noise also on sigma."""
+    mask = generator_for("mask", cell.dataset, cell.image_id, cell.degradation, cell.seed)
+    noise = generator_for(
+        "noise", cell.dataset, cell.image_id, cell.degradation, cell.sigma_01, cell.seed
+    )
+    return mask, noise
+
+
+def solver_generator(cell: Cell) -> torch.Generator:
+    """z_T and every later solver draw depend on (image, seed) only."""
+    return generator_for("solver", cell.dataset, cell.image_id, cell.seed)
+
+
+def make_measurement(
+    prior: Prior, cells: list[Cell], x: torch.Tensor
+) -> tuple[Degradation, torch.Tensor]:
+    """The seeded operator and y = A(x) + sigma_pm1 n for a batch of cells of one group."""
+    masks, noises = zip(*(measurement_generators(c) for c in cells), strict=True)
+    op = build_degradation(cells[0].degradation, prior.image_size).seeded(list(masks))
+    return op, measure(op, x, cells[0].sigma_pm1, list(noises))
+
+
+def oracle_metrics(
+    prior: Prior, cell: Cell, x_hat: torch.Tensor, y: torch.Tensor
+) -> dict[str, float | None]:
+    """psnr_post and post_ratio against the exact posterior (gaussian prior, linear A, sigma>0)."""
+    posterior = getattr(prior, "posterior", None)
+    if posterior is None or cell.sigma_01 <= 0:
+        return {"psnr_post": None, "post_ratio": None}
+    op = build_degradation(cell.degradation, prior.image_size).seeded(
+        [measurement_generators(cell)[0]]
+    )
+    if not op.is_linear:
+        return {"psnr_post": None, "post_ratio": None}
+    post = posterior(y[None], op, cell.sigma_pm1)
+    return {
+        "psnr_post": float(metrics.psnr(x_hat[None], post.mean[None])[0]),
+        "post_ratio": metrics.post_ratio(x_hat, post.mean, post.trace),
+    }
+
+
+def base_record(cell: Cell) -> dict:
+    """The identifying columns every record carries."""
+    return {
+        "key": cell.key,
+        "prior": cell.prior,
+        "dataset": cell.dataset,
+        "image_id": cell.image_id,
+        "degradation": cell.degradation,
+        "sigma_01": cell.sigma_01,
+        "sigma_pm1": cell.sigma_pm1,
+        "solver": cell.solver,
+        "hparams": json.dumps(cell.hparams, sort_keys=True),
+        "seed": cell.seed,
+    }
+
+
+def failure_record(cell: Cell, status: str, error: BaseException) -> dict:
+    """A record for a cell that did not produce an image; the message says why and where."""
+    message = f"{type(error).__name__}: {error}"
+    if isinstance(error, SolverDiverged):
+        message += f" (step {error.step})"
+    where = "".join(traceback.format_exception(error, limit=-3)) if status == "error" else None
+    return {**base_record(cell), "status": status, "error": message, "traceback": where}
+
+
+def status_of(error: BaseException) -> str:
+    """diverged / oom / error."""
+    if isinstance(error, SolverDiverged):
+        return "diverged"
+    if isinstance(error, torch.OutOfMemoryError):
+        return "oom"
+    return "error"
+
+
+def solve_batch(prior: Prior, cells: list[Cell], x: torch.Tensor) -> list[dict]:
+    """One batched solve of cells that share a group; one record per cell."""
+    op, y = make_measurement(prior, cells, x)
+    spec = get_solver(cells[0].solver)
+    generators = [solver_generator(c) for c in cells]
+    start = time.perf_counter()
+    x_hat = spec.fn(
+        prior, op, y, generator=generators, sigma_pm1=cells[0].sigma_pm1, **cells[0].hparams
+    )
+    runtime = (time.perf_counter() - start) / len(cells)
+    x_hat_png = metrics.quantize_8bit(x_hat)
+    with torch.no_grad():
+        op_x_hat, op_x = op.forward(x_hat), op.forward(x)
+        up = op.upsample_for_encoding
+        consistency = metrics.psnr(up(op_x_hat), up(op_x)) if op_x.shape == y.shape else None
+    psnr = metrics.psnr(x_hat_png, x)
+    rms = metrics.residual_rms(op_x_hat, y)
+    records = []
+    for i, cell in enumerate(cells):
+        records.append(
+            {
+                **base_record(cell),
+                "status": "ok",
+                "error": None,
+                "psnr": float(psnr[i]),
+                "residual_rms": float(rms[i]),
+                "consistency_psnr": None if consistency is None else float(consistency[i]),
+                "runtime_s": runtime,
+                **oracle_metrics(prior, cell, x_hat[i], y[i]),
+            }
+        )
+    return records
+
+
+def run_cells(
+    prior: Prior,
+    source: ImageSource,
+    cells: Iterable[Cell],
+    out: Path,
+    *,
+    batch: int = 1,
+    on_record: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run cells in batches of one group; every record is written as soon as its batch ends."""
+    done: list[dict] = []
+    ordered = sorted(cells, key=lambda c: (c.group, c.image_id))
+    for _, group in groupby(ordered, key=lambda c: c.group):
+        group = list(group)
+        for start in range(0, len(group), batch):
+            chunk = group[start : start + batch]
+            for record in _run_chunk(prior, source, chunk):
+                write_record(out, record)
+                done.append(record)
+                if on_record:
+                    on_record(record)
+    return done
+
+
+def _run_chunk(prior: Prior, source: ImageSource, chunk: list[Cell]) -> list[dict]:
+    """Load images (bad files -> error records), solve the rest, turn failures into records."""
+    records, ready, images = [], [], []
+    for cell in chunk:
+        try:
+            images.append(source.load(cell.image_id).to(prior.device, prior.dtype))
+            ready.append(cell)
+        except Exception as e:
+            records.append(failure_record(cell, "error", e))
+    if not ready:
+        return records
+    try:
+        with torch.enable_grad():
+            records.extend(solve_batch(prior, ready, torch.stack(images)))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:
+        records.extend(failure_record(cell, status_of(e), e) for cell in ready)
+    return records

@@ -1,0 +1,104 @@
+"""Cells and their keys: the Cartesian product a sweep runs (DESIGN.md §3 "Cell")."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+
+from bench import __version__
+from operators.base import Degradation
+
+CODE_VERSION = __version__
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One solve: (prior, dataset, image, degradation, sigma, solver + hparams, seed)."""
+
+    prior: str
+    dataset: str
+    image_id: str
+    degradation: str  # canonical spec, e.g. "blur:sigma=3.0,size=61"
+    sigma_01: float
+    solver: str
+    hparams: dict = field(hash=False)
+    seed: int = 0
+
+    @property
+    def sigma_pm1(self) -> float:
+        """The noise std on the [-1, 1] image range the official codes use (2 x sigma_01)."""
+        return 2.0 * self.sigma_01
+
+    def config(self) -> dict:
+        """The canonical configuration the key hashes."""
+        return {**asdict(self), "code_version": CODE_VERSION}
+
+    @property
+    def key(self) -> str:
+        """sha1 of the canonical JSON config (sorted keys), 16 hex digits."""
+        blob = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    @property
+    def group(self) -> tuple:
+        """Cells that may share one batched solve: everything but the image."""
+        return (
+            self.solver,
+            json.dumps(self.hparams, sort_keys=True),
+            self.degradation,
+            self.sigma_01,
+            self.seed,
+        )
+
+
+def canonical_spec(op: Degradation) -> str:
+    """'name:k1=v1,k2=v2' with every resolved parameter, sorted: the degradation in a cell key."""
+    params = ",".join(f"{k}={v}" for k, v in sorted(op.params.items()))
+    return f"{op.name}:{params}" if params else op.name
+
+
+def plan_cells(
+    *,
+    prior: str,
+    dataset: str,
+    image_ids: list[str],
+    degradations: list[str],
+    sigmas_01: list[float],
+    solvers: dict[str, dict[str, dict]],
+    seeds: list[int],
+) -> list[Cell]:
+    """solvers x degradations x sigmas x seeds x images; solvers[name][deg] = resolved hparams."""
+    return [
+        Cell(prior, dataset, image, deg, sigma, name, solvers[name][deg], seed)
+        for name, deg, sigma, seed, image in itertools.product(
+            solvers, degradations, sigmas_01, seeds, image_ids
+        )
+    ]
+
+
+def coerce_like(value: str, like: object) -> object:
+    """Parse a CLI string to the type of the default it overrides (bool, int, float or str)."""
+    if isinstance(like, bool):
+        lowered = value.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"expected a boolean, got {value!r}")
+        return lowered in ("true", "1", "yes")
+    if isinstance(like, int):
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    return value
+
+
+def parse_solver_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """`--set ldps.zeta=3` items -> {"ldps": {"zeta": "3"}} (values parsed later by type)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        solver, dot, name = target.partition(".")
+        if not sep or not dot or not solver or not name:
+            raise ValueError(f"--set expects SOLVER.PARAM=VALUE, got {item!r}")
+        out.setdefault(solver.strip(), {})[name.strip()] = value.strip()
+    return out

@@ -1,0 +1,62 @@
+"""The solver registry: `@register("ldps", ...)` and lookup by name (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """A registered solver: the function, its defaults and its per-degradation defaults."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    description: str
+    defaults: dict = field(default_factory=dict)
+    task_defaults: dict[str, dict] = field(default_factory=dict)
+
+    def hparams(self, degradation: str, overrides: dict | None = None) -> dict:
+        """Resolved hyperparameters: defaults < per-degradation defaults < user overrides."""
+        resolved = {**self.defaults, **self.task_defaults.get(degradation, {})}
+        unknown = sorted(set(overrides or {}) - set(resolved))
+        if unknown:
+            raise ValueError(
+                f"solver {self.name!r} has no hyperparameter(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(resolved)) or '(none)'}"
+            )
+        resolved.update(overrides or {})
+        return resolved
+
+
+SOLVERS: dict[str, SolverSpec] = {}
+
+
+def register(
+    name: str,
+    *,
+    description: str,
+    defaults: dict | None = None,
+    task_defaults: dict[str, dict] | None = None,
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Decorator adding a solve function to SOLVERS under `name`."""
+
+    def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        if name in SOLVERS:
+            raise ValueError(f"solver {name!r} is already registered")
+        SOLVERS[name] = SolverSpec(name, fn, description, defaults or {}, task_defaults or {})
+        return fn
+
+    return wrap
+
+
+def get_solver(name: str) -> SolverSpec:
+    """The registered solver called `name`, or a ValueError listing the valid names."""
+    try:
+        return SOLVERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown solver {name!r}; valid solvers: {', '.join(sorted(SOLVERS))}"
+        ) from None
