@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from tiny_sd import SD15_SCHEDULER, build_tiny_sd, make_tiny_tokenizer
+from tiny_sd import SD15_SCHEDULER, make_tiny_tokenizer
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from bench.priors.base import Prior
@@ -25,12 +25,6 @@ from bench.priors.diffusers_prior import (
 PROMPT = "a photo of a cat"
 # diffusers 0.42 still passes a deprecated argument to huggingface_hub 2.x on hub-id loads.
 pytestmark = pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks`:UserWarning")
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SD pipeline folder, built once for this module."""
-    return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
 
 
 @pytest.fixture(scope="module")

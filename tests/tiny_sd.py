@@ -11,17 +11,9 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-SD15_SCHEDULER = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "prediction_type": "epsilon",
-    "timestep_spacing": "leading",
-}
+from bench.priors.schedule import SD_SCHEDULER_CONFIG
+
+SD15_SCHEDULER = SD_SCHEDULER_CONFIG
 
 TINY_UNET_SAMPLE_SIZE = 8  # latents (4, 8, 8)
 TINY_VAE_FACTOR = 2  # two VAE blocks: images are 16 x 16

@@ -1,0 +1,12 @@
+"""Shared fixtures: a tiny random SD pipeline folder, built once per test session."""
+
+from pathlib import Path
+
+import pytest
+from tiny_sd import build_tiny_sd
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD-1.x pipeline saved in diffusers layout, loaded like a user's folder."""
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
