@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from bench import metrics
+from bench.counters import COUNTED_CALLS, CountedPrior, counting
 from bench.data import ImageSource
 from bench.priors.base import Prior
 from bench.seeding import generator_for
@@ -103,11 +104,19 @@ def solve_batch(prior: Prior, cells: list[Cell], x: torch.Tensor) -> list[dict]:
     op, y = make_measurement(prior, cells, x)
     spec = get_solver(cells[0].solver)
     generators = [solver_generator(c) for c in cells]
-    start = time.perf_counter()
-    x_hat = spec.fn(
-        prior, op, y, generator=generators, sigma_pm1=cells[0].sigma_pm1, **cells[0].hparams
-    )
-    runtime = (time.perf_counter() - start) / len(cells)
+    with counting() as counts:
+        start = time.perf_counter()
+        x_hat = spec.fn(
+            CountedPrior(prior),
+            op,
+            y,
+            generator=generators,
+            sigma_pm1=cells[0].sigma_pm1,
+            **cells[0].hparams,
+        )
+        runtime = (time.perf_counter() - start) / len(cells)
+    costs = {f"{n}_{d}": counts[f"{n}_{d}"] for n in COUNTED_CALLS for d in ("fwd", "bwd")}
+    costs["opt_iters"] = counts["opt_iters"]
     x_hat_png = metrics.quantize_8bit(x_hat)
     with torch.no_grad():
         op_x_hat, op_x = op.forward(x_hat), op.forward(x)
@@ -126,6 +135,8 @@ def solve_batch(prior: Prior, cells: list[Cell], x: torch.Tensor) -> list[dict]:
                 "residual_rms": float(rms[i]),
                 "consistency_psnr": None if consistency is None else float(consistency[i]),
                 "runtime_s": runtime,
+                "batch": len(cells),
+                **costs,
                 **oracle_metrics(prior, cell, x_hat[i], y[i]),
             }
         )

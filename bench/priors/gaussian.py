@@ -9,7 +9,7 @@ p(x | y) is Gaussian (DESIGN.md §3): a solver's output can be scored against it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -143,6 +143,16 @@ class GaussianPrior:
         with torch.no_grad():
             out = torch.cat([op.forward(chunk) for chunk in columns.split(256)])
         return out.reshape(out.shape[0], -1).T
+
+    def exact_latent_operator(
+        self, op: Degradation
+    ) -> Callable[[torch.Tensor, float], torch.Tensor]:
+        """H(z) = E(up(A(D(z)))) = E[E(up(y)) | z]: what SILO's network learns, exact here."""
+
+        def h(z0: torch.Tensor, sigma_pm1: float) -> torch.Tensor:
+            return self.encode(op.upsample_for_encoding(op.forward(self.decode(z0))))
+
+        return h
 
     def posterior(self, y: torch.Tensor, op: Degradation, sigma_pm1: float) -> GaussianPosterior:
         """Exact p(z | y) for y = A D(z) + sigma n: precision Sigma^-1 + G^T G / sigma^2."""
