@@ -4,64 +4,42 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import defaultdict
+from dataclasses import fields
 from pathlib import Path
 
+import click
 import pandas as pd
+import tomllib
 import typer
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench.data import folder_images, prior_samples, select_ids
-from bench.execute import run_cells
-from bench.priors import PRIOR_DESCRIPTIONS, load_prior
-from bench.store import existing_status, write_per_image_csv
-from bench.sweep import Cell, canonical_spec, coerce_like, parse_solver_overrides, plan_cells
-from operators import build_degradation, list_degradations
-from solvers import SOLVERS, get_solver
+from bench.data import ImageLoadError
+from bench.executors import run_local, run_submitit, shard_cells
+from bench.priors import PRIOR_DESCRIPTIONS
+from bench.runner import RunOptions, describe_plan, make_plan, save_config
+from bench.store import write_per_image_csv
+from operators import list_degradations
+from solvers import SOLVERS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
-ORACLE_SAMPLES = 1000
+_D = RunOptions()
+OPTION_NAMES = {f.name for f in fields(RunOptions)}
 
 
-def split_specs(text: str) -> list[str]:
-    """'blur:sigma=2,size=31,sr4' -> ['blur:sigma=2,size=31', 'sr4'] (params stay with their op)."""
-    specs: list[str] = []
-    for token in (t.strip() for t in text.split(",")):
-        if not token:
-            continue
-        if "=" in token and ":" not in token and specs:
-            specs[-1] += "," + token
-        else:
-            specs.append(token)
-    return specs
-
-
-def resolve_solvers(
-    names: list[str], degradations: list[str], steps: int | None, overrides: dict
-) -> dict[str, dict[str, dict]]:
-    """{solver: {degradation spec: hyperparameters}} with --steps and --set applied by type."""
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise ValueError(f"--set names solver(s) not in --solvers: {', '.join(unknown)}")
-    resolved: dict[str, dict[str, dict]] = {}
-    for name in names:
-        spec = get_solver(name)
-        resolved[name] = {}
-        for deg in degradations:
-            base = spec.hparams(deg.split(":")[0])
-            given = {k: coerce_like(v, base.get(k, v)) for k, v in overrides.get(name, {}).items()}
-            if steps is not None and "steps" in base:
-                given.setdefault("steps", steps)
-            resolved[name][deg] = spec.hparams(deg.split(":")[0], given)
-    return resolved
+def _out_console() -> Console:
+    """stdout console, wide enough for tables when not a terminal."""
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 @app.command("list")
 def list_all() -> None:
     """Print the solvers, degradations and priors the tool knows."""
-    out = Console()
+    out = _out_console()
     solvers = Table("solver", "default hyperparameters", "per-degradation", "what it is")
     for name, spec in sorted(SOLVERS.items()):
         per_task = "; ".join(f"{d}: {json.dumps(h)}" for d, h in spec.task_defaults.items())
@@ -81,104 +59,138 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def load_config_file(path: Path) -> dict:
+    """A TOML or YAML file whose keys are `bench run` options (lists become comma lists)."""
+    text = path.read_text()
+    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of option names to values")
+    config = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in OPTION_NAMES:
+            raise ValueError(
+                f"{path}: unknown option {key!r}; valid: {', '.join(sorted(OPTION_NAMES))}"
+            )
+        if isinstance(value, list) and name != "set":
+            value = ",".join(str(v) for v in value)
+        config[name] = value
+    return config
+
+
+def merge_config(ctx: typer.Context, given: dict, path: Path | None) -> RunOptions:
+    """Command-line values win; a config file fills the options left at their defaults."""
+    values = dict(given)
+    if path is not None:
+        for name, value in load_config_file(path).items():
+            param = "set_" if name == "set" else name
+            if ctx.get_parameter_source(param) in (None, click.core.ParameterSource.DEFAULT):
+                values[name] = value
+    return RunOptions(**values)
+
+
 @app.command()
 def run(
-    solvers: str = typer.Option(..., help="comma-separated solver names (see `bench list`)"),
-    deg: str = typer.Option("inpaint", help="degradation specs, e.g. 'sr4,blur:sigma=2,size=31'"),
-    prior: str = typer.Option("gaussian", help="prior name, alias (sd15, rv51), HF id or folder"),
+    ctx: typer.Context,
+    solvers: str = typer.Option(_D.solvers, help="solvers, e.g. 'silo,psld[omega=0.5]'"),
+    deg: str = typer.Option(_D.deg, help="degradation specs, e.g. 'sr4,blur:sigma=2,size=31'"),
+    prior: str = typer.Option(_D.prior, help="prior name, alias (sd15, rv51), HF id or folder"),
     data: str | None = typer.Option(None, help="folder of images (default: the prior's samples)"),
     images: str | None = typer.Option(None, help="N (first N), a:b, or ids (default: 8 / all)"),
-    sigma: str = typer.Option("0.01", help="noise std on the [0,1] scale, comma-separated"),
-    seeds: str = typer.Option("0", help="comma-separated seeds"),
+    sigma: str = typer.Option(_D.sigma, help="noise std on the [0,1] scale, comma-separated"),
+    seeds: str = typer.Option(_D.seeds, help="comma-separated seeds"),
     steps: int | None = typer.Option(None, help="diffusion steps for every solver that has them"),
     set_: list[str] = typer.Option([], "--set", help="solver overrides, e.g. ldps.zeta=2"),
-    batch: int = typer.Option(1, min=1, help="images per solve"),
-    prompt: str = typer.Option("", help="text prompt for diffusers priors"),
-    device: str = typer.Option("cpu", help="torch device"),
-    out: Path = typer.Option(Path("runs/latest"), help="output folder (records, per_image.csv)"),
+    batch: int = typer.Option(_D.batch, min=1, help="images per solve"),
+    prompt: str = typer.Option(_D.prompt, help="text prompt for diffusers priors"),
+    device: str = typer.Option(_D.device, help="torch device (cpu, cuda, cuda:1)"),
+    precision: str = typer.Option(_D.precision, help="fp32 (TF32 off) | tf32 | bf16"),
+    out: str = typer.Option(_D.out, help="output folder (records, PNGs, per_image.csv)"),
+    workers: int = typer.Option(_D.workers, min=1, help="local worker processes (1 per GPU)"),
+    executor: str = typer.Option(_D.executor, help="local | submitit (SLURM job array)"),
+    save_images: bool = typer.Option(_D.save_images, help="write PNGs of every cell"),
     force: bool = typer.Option(False, help="recompute cells that already have a record"),
     retry_failed: bool = typer.Option(False, help="recompute cells whose record is a failure"),
+    config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
+    dry_run: bool = typer.Option(False, help="print the plan and exit"),
+    slurm: list[str] = typer.Option([], help="submitit parameters, e.g. slurm_partition=gpu"),
 ) -> None:
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
+    given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
+    given["set"] = set_
     try:
-        names = [s.strip() for s in solvers.split(",") if s.strip()]
-        for name in names:
-            get_solver(name)
-        model = load_prior(prior, prompt=prompt, device=device)
-        degs = [canonical_spec(build_degradation(s, model.image_size)) for s in split_specs(deg)]
-        sigmas = [float(s) for s in sigma.split(",")]
-        if any(s < 0 for s in sigmas):
-            raise ValueError("--sigma must be >= 0 (it is the noise std on the [0,1] scale)")
-        seed_list = [int(s) for s in seeds.split(",")]
-        source = (
-            folder_images(data, model.image_size) if data else prior_samples(model, ORACLE_SAMPLES)
-        )
-        ids = select_ids(source.ids, images if images or data else "8")
-        hparams = resolve_solvers(names, degs, steps, parse_solver_overrides(set_))
-    except (ValueError, FileNotFoundError, NotImplementedError) as e:
+        options = merge_config(ctx, given, config)
+        plan = make_plan(options)
+    except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
-    cells = plan_cells(
-        prior=prior,
-        dataset=source.name,
-        image_ids=ids,
-        degradations=degs,
-        sigmas_01=sigmas,
-        solvers=hparams,
-        seeds=seed_list,
-    )
-    todo = [c for c in cells if _needs_run(out, c, force, retry_failed)]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
-        json.dumps(
-            {
-                "solvers": names,
-                "deg": degs,
-                "prior": prior,
-                "data": data,
-                "images": ids,
-                "sigma": sigmas,
-                "seeds": seed_list,
-                "steps": steps,
-                "set": set_,
-                "batch": batch,
-                "prompt": prompt,
-                "device": device,
-                "hparams": hparams,
-            },
-            indent=1,
-        )
-    )
-    console.print(f"{len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
+    table = Table("solver", "degradation", "sigma_01", "cells", "to run", "steps")
+    for row in describe_plan(plan):
+        table.add_row(*(str(v) for v in row.values()))
+    _out_console().print(table)
+    done = len(plan.cells) - len(plan.todo)
+    console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")
+    if dry_run:
+        return
+    save_config(plan)
+    out_dir = Path(options.out)
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not sys.stderr.isatty(),
-        ) as progress:
-            task = progress.add_task("solving", total=len(todo))
-            run_cells(
-                model,
-                source,
-                todo,
-                out,
-                batch=batch,
-                on_record=lambda r: progress.advance(task),
-            )
+        _execute(plan, options, slurm)
     except KeyboardInterrupt:
-        write_per_image_csv(out)
+        write_per_image_csv(out_dir)
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
         raise typer.Exit(130) from None
-    csv = write_per_image_csv(out)
-    _print_summary(csv)
+    _print_summary(write_per_image_csv(out_dir))
 
 
-def _needs_run(out: Path, cell: Cell, force: bool, retry_failed: bool) -> bool:
-    """Resume rule: skip cells with a record, unless forced or a failure to retry."""
-    status = existing_status(out, cell.key)
-    return force or status is None or (retry_failed and status != "ok")
+def _execute(plan, options: RunOptions, slurm: list[str]) -> None:
+    """Run the plan's cells with a progress bar (running mean PSNR per solver in its title)."""
+    means: dict[str, list[float]] = defaultdict(list)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("solving", total=len(plan.todo))
+
+        def on_record(record: dict) -> None:
+            if record.get("psnr") is not None:
+                means[record["solver_label"]].append(record["psnr"])
+            summary = " ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in sorted(means.items()))
+            progress.update(task, advance=1, description=f"PSNR {summary}" if summary else "")
+
+        if options.executor == "local" and options.workers == 1:
+            from bench.execute import run_cells
+
+            run_cells(plan.context, plan.todo, batch=options.batch, on_record=on_record)
+            return
+        shards = shard_cells(plan.todo, max(options.batch, 8))
+        spec = options.spec()
+        if options.executor == "local":
+            devices = (
+                [options.device]
+                if not options.device.startswith("cuda")
+                else [f"cuda:{i}" for i in range(options.workers)]
+            )
+            results = run_local(
+                spec, shards, workers=options.workers, batch=options.batch, devices=devices
+            )
+        elif options.executor == "submitit":
+            parameters = dict(item.split("=", 1) for item in slurm)
+            results = run_submitit(
+                spec,
+                shards,
+                batch=options.batch,
+                folder=Path(options.out) / "submitit",
+                cluster=parameters.pop("cluster", None),
+                parameters=parameters,
+            )
+        else:
+            raise ValueError(f"unknown executor {options.executor!r}; valid: local, submitit")
+        for count in results:
+            progress.update(task, advance=count)
 
 
 def _print_summary(csv: Path) -> None:
@@ -186,19 +198,15 @@ def _print_summary(csv: Path) -> None:
     frame = pd.read_csv(csv)
     if frame.empty:
         return
-    columns = [c for c in ("psnr", "psnr_post", "post_ratio", "residual_rms") if c in frame]
-    grouped = frame.groupby(["solver", "degradation", "sigma_01"], dropna=False)
+    columns = [
+        c for c in ("psnr", "psnr_post", "post_ratio", "residual_rms", "runtime_s") if c in frame
+    ]
+    grouped = frame.groupby(["solver_label", "degradation", "sigma_01"], dropna=False)
     table = Table("solver", "degradation", "sigma_01", "n", "failed", *columns)
     for (solver, degradation, sigma_01), rows in grouped:
         ok = rows[rows.status == "ok"]
         means = [f"{ok[c].mean():.3f}" if ok[c].notna().any() else "-" for c in columns]
-        table.add_row(
-            solver,
-            degradation,
-            f"{sigma_01:g}",
-            str(len(rows)),
-            str(int((rows.status != "ok").sum())),
-            *means,
-        )
-    Console().print(table)
+        failed = str(int((rows.status != "ok").sum()))
+        table.add_row(solver, degradation, f"{sigma_01:g}", str(len(rows)), failed, *means)
+    _out_console().print(table)
     console.print(f"per-image results: {csv}")

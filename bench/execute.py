@@ -1,11 +1,12 @@
-"""Execute cells: build y with common random numbers, solve, score, write one record per cell."""
+"""Execute cells: build y with common random numbers, solve (timed, counted), score, record."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import time
 import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
@@ -14,13 +15,33 @@ import torch
 from bench import metrics
 from bench.counters import COUNTED_CALLS, CountedPrior, counting
 from bench.data import ImageSource
+from bench.outputs import save_cell_images
 from bench.priors.base import Prior
 from bench.seeding import generator_for
 from bench.store import write_record
 from bench.sweep import Cell
+from bench.timing import environment, timed
 from operators import build_degradation, measure
 from operators.base import Degradation
 from solvers import SolverDiverged, get_solver
+
+WARMUP_CAP = 2  # warm-up solves cap steps and optimiser iterations at this
+
+
+@dataclass
+class RunContext:
+    """What every cell of one worker shares: the prior, the images, where records go."""
+
+    prior: Prior
+    source: ImageSource
+    out: Path
+    save_images: bool = True
+    resources: Callable[[Cell, Degradation], dict] | None = None
+    env: dict = field(default_factory=dict)
+    warmed: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.env = self.env or environment(self.prior.device, self.prior.dtype)
 
 
 def measurement_generators(cell: Cell) -> tuple[torch.Generator, torch.Generator]:
@@ -76,8 +97,10 @@ def base_record(cell: Cell) -> dict:
         "sigma_01": cell.sigma_01,
         "sigma_pm1": cell.sigma_pm1,
         "solver": cell.solver,
+        "solver_label": cell.label,
         "hparams": json.dumps(cell.hparams, sort_keys=True),
         "seed": cell.seed,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
@@ -99,55 +122,90 @@ def status_of(error: BaseException) -> str:
     return "error"
 
 
-def solve_batch(prior: Prior, cells: list[Cell], x: torch.Tensor) -> list[dict]:
-    """One batched solve of cells that share a group; one record per cell."""
+def warmup_hparams(hparams: dict) -> dict:
+    """The same solver, shortened: steps and *_iters capped (compiles kernels, fills caches)."""
+    return {
+        k: min(v, WARMUP_CAP)
+        if (k == "steps" or k.endswith("_iters")) and isinstance(v, int)
+        else v
+        for k, v in hparams.items()
+    }
+
+
+def solve_batch(ctx: RunContext, cells: list[Cell], x: torch.Tensor) -> list[dict]:
+    """One batched, timed, counted solve of cells that share a group; one record per cell."""
+    prior, head = ctx.prior, cells[0]
     op, y = make_measurement(prior, cells, x)
-    spec = get_solver(cells[0].solver)
+    solve = get_solver(head.solver).fn
+    extra = ctx.resources(head, op) if ctx.resources else {}
+    if head.solver not in ctx.warmed:  # one untimed warm-up per solver and process
+        solve(
+            prior,
+            op,
+            y,
+            generator=[solver_generator(c) for c in cells],
+            sigma_pm1=head.sigma_pm1,
+            **warmup_hparams(head.hparams),
+            **extra,
+        )
+        ctx.warmed.add(head.solver)
     generators = [solver_generator(c) for c in cells]
-    with counting() as counts:
-        start = time.perf_counter()
-        x_hat = spec.fn(
+    with counting() as counts, timed(prior.device) as timing:
+        x_hat = solve(
             CountedPrior(prior),
             op,
             y,
             generator=generators,
-            sigma_pm1=cells[0].sigma_pm1,
-            **cells[0].hparams,
+            sigma_pm1=head.sigma_pm1,
+            **head.hparams,
+            **extra,
         )
-        runtime = (time.perf_counter() - start) / len(cells)
     costs = {f"{n}_{d}": counts[f"{n}_{d}"] for n in COUNTED_CALLS for d in ("fwd", "bwd")}
     costs["opt_iters"] = counts["opt_iters"]
-    x_hat_png = metrics.quantize_8bit(x_hat)
     with torch.no_grad():
         op_x_hat, op_x = op.forward(x_hat), op.forward(x)
         up = op.upsample_for_encoding
-        consistency = metrics.psnr(up(op_x_hat), up(op_x)) if op_x.shape == y.shape else None
-    psnr = metrics.psnr(x_hat_png, x)
+        consistency = metrics.psnr(up(op_x_hat), up(op_x))
+    psnr = metrics.psnr(metrics.quantize_8bit(x_hat), x)
     rms = metrics.residual_rms(op_x_hat, y)
     records = []
     for i, cell in enumerate(cells):
-        records.append(
-            {
-                **base_record(cell),
-                "status": "ok",
-                "error": None,
-                "psnr": float(psnr[i]),
-                "residual_rms": float(rms[i]),
-                "consistency_psnr": None if consistency is None else float(consistency[i]),
-                "runtime_s": runtime,
-                "batch": len(cells),
-                **costs,
-                **oracle_metrics(prior, cell, x_hat[i], y[i]),
-            }
-        )
+        record = {
+            **base_record(cell),
+            "status": "ok",
+            "error": None,
+            "psnr": float(psnr[i]),
+            "residual_rms": float(rms[i]),
+            "consistency_psnr": float(consistency[i]),
+            "runtime_s": timing.seconds / len(cells),
+            "batch_runtime_s": timing.seconds,
+            "peak_mem_mb": timing.peak_mem_mb,
+            "memory_kind": timing.memory_kind,
+            "batch": len(cells),
+            **costs,
+            **oracle_metrics(prior, cell, x_hat[i], y[i]),
+            "env": ctx.env,
+        }
+        if ctx.save_images:
+            record.update(
+                save_cell_images(
+                    ctx.out,
+                    cell.key,
+                    cell.dataset,
+                    cell.image_id,
+                    x=x[i],
+                    y=y[i],
+                    x_hat=x_hat[i],
+                    op_x_hat=op_x_hat[i],
+                )
+            )
+        records.append(record)
     return records
 
 
 def run_cells(
-    prior: Prior,
-    source: ImageSource,
+    ctx: RunContext,
     cells: Iterable[Cell],
-    out: Path,
     *,
     batch: int = 1,
     on_record: Callable[[dict], None] | None = None,
@@ -158,21 +216,20 @@ def run_cells(
     for _, group in groupby(ordered, key=lambda c: c.group):
         group = list(group)
         for start in range(0, len(group), batch):
-            chunk = group[start : start + batch]
-            for record in _run_chunk(prior, source, chunk):
-                write_record(out, record)
+            for record in run_chunk(ctx, group[start : start + batch]):
+                write_record(ctx.out, record)
                 done.append(record)
                 if on_record:
                     on_record(record)
     return done
 
 
-def _run_chunk(prior: Prior, source: ImageSource, chunk: list[Cell]) -> list[dict]:
+def run_chunk(ctx: RunContext, chunk: list[Cell]) -> list[dict]:
     """Load images (bad files -> error records), solve the rest, turn failures into records."""
     records, ready, images = [], [], []
     for cell in chunk:
         try:
-            images.append(source.load(cell.image_id).to(prior.device, prior.dtype))
+            images.append(ctx.source.load(cell.image_id).to(ctx.prior.device, ctx.prior.dtype))
             ready.append(cell)
         except Exception as e:
             records.append(failure_record(cell, "error", e))
@@ -180,9 +237,11 @@ def _run_chunk(prior: Prior, source: ImageSource, chunk: list[Cell]) -> list[dic
         return records
     try:
         with torch.enable_grad():
-            records.extend(solve_batch(prior, ready, torch.stack(images)))
+            records.extend(solve_batch(ctx, ready, torch.stack(images)))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
+        if isinstance(e, torch.OutOfMemoryError) and ctx.prior.device.type == "cuda":
+            torch.cuda.empty_cache()
         records.extend(failure_record(cell, status_of(e), e) for cell in ready)
     return records

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 PER_IMAGE_COLUMNS = [
+    "solver_label",
     "solver",
     "degradation",
     "sigma_01",
@@ -23,6 +24,17 @@ PER_IMAGE_COLUMNS = [
     "residual_rms",
     "consistency_psnr",
     "runtime_s",
+    "peak_mem_mb",
+    "unet_fwd",
+    "unet_bwd",
+    "dec_fwd",
+    "dec_bwd",
+    "enc_fwd",
+    "enc_bwd",
+    "op_fwd",
+    "op_bwd",
+    "opt_iters",
+    "batch",
     "status",
     "error",
     "prior",
@@ -83,16 +95,16 @@ def existing_status(out: Path, key: str) -> str | None:
 
 
 def write_per_image_csv(out: Path) -> Path:
-    """per_image.csv: one row per record, the known columns first, then any others."""
+    """per_image.csv: one row per record, known columns first, then the rest (env_* flattened)."""
     records = load_records(out)
-    frame = pd.DataFrame(records)
+    frame = pd.json_normalize(records, sep="_") if records else pd.DataFrame()
     for column in PER_IMAGE_COLUMNS:
         if column not in frame:
             frame[column] = None
     extra = sorted(c for c in frame.columns if c not in PER_IMAGE_COLUMNS)
     frame = frame[PER_IMAGE_COLUMNS + extra]
     if len(frame):
-        frame = frame.sort_values(["solver", "degradation", "sigma_01", "seed", "image_id"])
+        frame = frame.sort_values(["solver_label", "degradation", "sigma_01", "seed", "image_id"])
     path = out / "per_image.csv"
     tmp = path.with_suffix(".csv.tmp")
     frame.to_csv(tmp, index=False)

@@ -25,6 +25,12 @@ class Cell:
     solver: str
     hparams: dict = field(hash=False)
     seed: int = 0
+    solver_label: str = ""  # e.g. "ldps[zeta=3]"; names the row in tables, not part of the key
+
+    @property
+    def label(self) -> str:
+        """The solver's row name: its label when the user gave per-solver overrides, else name."""
+        return self.solver_label or self.solver
 
     @property
     def sigma_pm1(self) -> float:
@@ -33,7 +39,9 @@ class Cell:
 
     def config(self) -> dict:
         """The canonical configuration the key hashes."""
-        return {**asdict(self), "code_version": CODE_VERSION}
+        config = asdict(self)
+        del config["solver_label"]
+        return {**config, "code_version": CODE_VERSION}
 
     @property
     def key(self) -> str:
@@ -59,6 +67,15 @@ def canonical_spec(op: Degradation) -> str:
     return f"{op.name}:{params}" if params else op.name
 
 
+@dataclass(frozen=True)
+class SolverChoice:
+    """One solver row of a sweep: registered name, row label, hyperparameters per degradation."""
+
+    name: str
+    label: str
+    hparams: dict[str, dict]  # degradation spec -> resolved hyperparameters
+
+
 def plan_cells(
     *,
     prior: str,
@@ -66,16 +83,53 @@ def plan_cells(
     image_ids: list[str],
     degradations: list[str],
     sigmas_01: list[float],
-    solvers: dict[str, dict[str, dict]],
+    solvers: list[SolverChoice],
     seeds: list[int],
 ) -> list[Cell]:
-    """solvers x degradations x sigmas x seeds x images; solvers[name][deg] = resolved hparams."""
+    """solvers x degradations x sigmas x seeds x images (the Cartesian product, in that order)."""
+    label = {
+        choice.label: choice.label if choice.label != choice.name else "" for choice in solvers
+    }
     return [
-        Cell(prior, dataset, image, deg, sigma, name, solvers[name][deg], seed)
-        for name, deg, sigma, seed, image in itertools.product(
+        Cell(prior, dataset, image, deg, sigma, s.name, s.hparams[deg], seed, label[s.label])
+        for s, deg, sigma, seed, image in itertools.product(
             solvers, degradations, sigmas_01, seeds, image_ids
         )
     ]
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split on commas outside [...]: 'silo,psld[omega=0.5,gamma=0.1]' -> 2 items."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if depth < 0:
+            raise ValueError(f"unbalanced ']' in {text!r}")
+        if ch == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    if depth:
+        raise ValueError(f"unbalanced '[' in {text!r}")
+    items.append(current.strip())
+    return [i for i in items if i]
+
+
+def parse_solver_token(token: str) -> tuple[str, dict[str, str]]:
+    """'psld[omega=0.5,gamma=0.1]' -> ('psld', {'omega': '0.5', 'gamma': '0.1'})."""
+    name, bracket, rest = token.partition("[")
+    if not bracket:
+        return name.strip(), {}
+    if not rest.endswith("]"):
+        raise ValueError(f"solver spec {token!r} must end with ']'")
+    overrides = {}
+    for item in filter(None, (i.strip() for i in rest[:-1].split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"solver spec {token!r}: expected PARAM=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    return name.strip(), overrides
 
 
 def coerce_like(value: str, like: object) -> object:

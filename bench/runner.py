@@ -1,0 +1,232 @@
+"""From run options to cells and back: resolve the sweep, build a worker's context, run it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.data import ImageSource, folder_images, prior_samples, select_ids
+from bench.execute import RunContext
+from bench.executors import RunSpec
+from bench.priors import load_prior
+from bench.priors.base import Prior
+from bench.store import existing_status
+from bench.sweep import (
+    Cell,
+    SolverChoice,
+    canonical_spec,
+    coerce_like,
+    parse_solver_overrides,
+    parse_solver_token,
+    plan_cells,
+    split_top_level,
+)
+from bench.timing import configure_precision
+from operators import build_degradation
+from solvers import get_solver
+
+ORACLE_SAMPLES = 1000  # ids the oracle's own data set offers
+ORACLE_DEFAULT_IMAGES = "8"
+
+
+@dataclass
+class RunOptions:
+    """The options of `bench run` (also the keys a --config file may set)."""
+
+    solvers: str = ""
+    deg: str = "inpaint"
+    prior: str = "gaussian"
+    data: str | None = None
+    images: str | None = None
+    sigma: str = "0.01"
+    seeds: str = "0"
+    steps: int | None = None
+    set: list[str] = field(default_factory=list)
+    batch: int = 1
+    prompt: str = ""
+    device: str = "cpu"
+    precision: str = "fp32"
+    out: str = "runs/latest"
+    workers: int = 1
+    executor: str = "local"
+    save_images: bool = True
+    force: bool = False
+    retry_failed: bool = False
+
+    def spec(self) -> RunSpec:
+        """What a worker needs to rebuild the context."""
+        return RunSpec(
+            self.prior,
+            self.prompt,
+            self.device,
+            self.precision,
+            self.data,
+            Path(self.out),
+            self.save_images,
+        )
+
+
+def split_specs(text: str) -> list[str]:
+    """'blur:sigma=2,size=31,sr4' -> ['blur:sigma=2,size=31', 'sr4'] (params stay with their op)."""
+    specs: list[str] = []
+    for token in (t.strip() for t in text.split(",")):
+        if not token:
+            continue
+        if "=" in token and ":" not in token and specs:
+            specs[-1] += "," + token
+        else:
+            specs.append(token)
+    return specs
+
+
+def resolve_solvers(
+    text: str, degradations: list[str], steps: int | None, set_items: list[str]
+) -> list[SolverChoice]:
+    """Solver tokens ('psld[omega=0.5]') + --set + --steps -> hyperparameters per degradation."""
+    tokens = [parse_solver_token(t) for t in split_top_level(text)]
+    if not tokens:
+        raise ValueError("--solvers is empty; see `bench list` for the valid names")
+    global_overrides = parse_solver_overrides(set_items)
+    unknown = sorted(set(global_overrides) - {name for name, _ in tokens})
+    if unknown:
+        raise ValueError(f"--set names solver(s) not in --solvers: {', '.join(unknown)}")
+    choices, labels = [], set()
+    for name, bracket in tokens:
+        spec = get_solver(name)
+        label = name + (
+            "[" + ",".join(f"{k}={v}" for k, v in bracket.items()) + "]" if bracket else ""
+        )
+        if label in labels:
+            raise ValueError(f"solver {label!r} is listed twice in --solvers")
+        labels.add(label)
+        overrides = {**global_overrides.get(name, {}), **bracket}
+        per_deg = {}
+        for deg in degradations:
+            task = deg.split(":")[0]
+            base = spec.hparams(task)
+            given = {k: coerce_like(v, base.get(k, v)) for k, v in overrides.items()}
+            if steps is not None and "steps" in base:
+                given.setdefault("steps", steps)
+            per_deg[deg] = spec.hparams(task, given)
+        choices.append(SolverChoice(name, label, per_deg))
+    return choices
+
+
+def image_source(prior: Prior, data: str | None) -> ImageSource:
+    """--data FOLDER, or the prior's own samples (the oracle's data set)."""
+    return folder_images(data, prior.image_size) if data else prior_samples(prior, ORACLE_SAMPLES)
+
+
+def load_run_prior(spec: RunSpec) -> Prior:
+    """Set precision flags, then load the prior in the matching dtype."""
+    dtype = configure_precision(spec.precision)
+    return load_prior(
+        spec.prior,
+        prompt=spec.prompt,
+        device=spec.device,
+        dtype=None if spec.prior == "gaussian" else dtype,
+    )
+
+
+def build_context(spec: RunSpec, prior: Prior | None = None) -> RunContext:
+    """A worker's context: the prior, its images and where to write."""
+    prior = prior or load_run_prior(spec)
+    return RunContext(
+        prior=prior,
+        source=image_source(prior, spec.data),
+        out=spec.out,
+        save_images=spec.save_images,
+    )
+
+
+@dataclass
+class Plan:
+    """A resolved sweep: every cell, the ones still to run, and the context to run them in."""
+
+    options: RunOptions
+    cells: list[Cell]
+    todo: list[Cell]
+    context: RunContext
+    degradations: list[str]
+    solvers: list[SolverChoice]
+
+    def config(self) -> dict:
+        """The resolved configuration saved next to the results."""
+        return {
+            "options": asdict(self.options),
+            "degradations": self.degradations,
+            "solvers": [asdict(s) for s in self.solvers],
+            "images": sorted({c.image_id for c in self.cells}),
+            "dataset": self.context.source.name,
+            "env": self.context.env,
+        }
+
+
+def make_plan(options: RunOptions) -> Plan:
+    """Validate every option, load the prior, resolve the sweep and the cells left to run."""
+    if not options.solvers:
+        raise ValueError("--solvers is required (see `bench list`)")
+    for name, _ in map(parse_solver_token, split_top_level(options.solvers)):
+        get_solver(name)
+    spec = options.spec()
+    context = build_context(spec)
+    prior = context.prior
+    degradations = [
+        canonical_spec(build_degradation(s, prior.image_size)) for s in split_specs(options.deg)
+    ]
+    sigmas = [float(s) for s in options.sigma.split(",")]
+    if any(s < 0 for s in sigmas):
+        raise ValueError("--sigma must be >= 0 (it is the noise std on the [0,1] scale)")
+    seeds = [int(s) for s in options.seeds.split(",")]
+    default_images = None if options.data else ORACLE_DEFAULT_IMAGES
+    ids = select_ids(context.source.ids, options.images or default_images)
+    solvers = resolve_solvers(options.solvers, degradations, options.steps, options.set)
+    cells = plan_cells(
+        prior=options.prior,
+        dataset=context.source.name,
+        image_ids=ids,
+        degradations=degradations,
+        sigmas_01=sigmas,
+        solvers=solvers,
+        seeds=seeds,
+    )
+    out = Path(options.out)
+    todo = [c for c in cells if needs_run(out, c, options.force, options.retry_failed)]
+    return Plan(options, cells, todo, context, degradations, solvers)
+
+
+def needs_run(out: Path, cell: Cell, force: bool, retry_failed: bool) -> bool:
+    """Resume rule: skip cells with a record, unless forced or a failure to retry."""
+    status = existing_status(out, cell.key)
+    return force or status is None or (retry_failed and status != "ok")
+
+
+def describe_plan(plan: Plan) -> list[dict]:
+    """One row per (solver, degradation, sigma): cells, cells to run, steps."""
+    rows: dict[tuple, dict] = {}
+    for cell in plan.cells:
+        row = rows.setdefault(
+            (cell.label, cell.degradation, cell.sigma_01),
+            {
+                "solver": cell.label,
+                "degradation": cell.degradation,
+                "sigma_01": cell.sigma_01,
+                "cells": 0,
+                "to_run": 0,
+                "steps": cell.hparams.get("steps", "-"),
+            },
+        )
+        row["cells"] += 1
+    for cell in plan.todo:
+        rows[(cell.label, cell.degradation, cell.sigma_01)]["to_run"] += 1
+    return list(rows.values())
+
+
+def save_config(plan: Plan) -> Path:
+    """Write the resolved config next to the results (config.json)."""
+    out = Path(plan.options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "config.json"
+    path.write_text(json.dumps(plan.config(), indent=1, default=str))
+    return path
