@@ -8,7 +8,6 @@ from collections import defaultdict
 from dataclasses import fields
 from pathlib import Path
 
-import click
 import pandas as pd
 import tomllib
 import typer
@@ -28,7 +27,8 @@ from solvers import SOLVERS
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 _D = RunOptions()
-OPTION_NAMES = {f.name for f in fields(RunOptions)}
+OPTION_TYPES = {f.name: str(f.type) for f in fields(RunOptions)}
+OPTION_NAMES = set(OPTION_TYPES)
 
 
 def _out_console() -> Console:
@@ -72,10 +72,22 @@ def load_config_file(path: Path) -> dict:
             raise ValueError(
                 f"{path}: unknown option {key!r}; valid: {', '.join(sorted(OPTION_NAMES))}"
             )
-        if isinstance(value, list) and name != "set":
-            value = ",".join(str(v) for v in value)
-        config[name] = value
+        config[name] = _as_option_type(name, value)
     return config
+
+
+def _as_option_type(name: str, value: object) -> object:
+    """A config-file value converted to the option's type (lists of str become comma lists)."""
+    kind = OPTION_TYPES[name]
+    if name == "set":
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    if "bool" in kind and not isinstance(value, bool):
+        raise ValueError(f"option {name!r} expects true/false, got {value!r}")
+    if "int" in kind:
+        return int(value)
+    return value if "bool" in kind else str(value)
 
 
 def merge_config(ctx: typer.Context, given: dict, path: Path | None) -> RunOptions:
@@ -84,7 +96,8 @@ def merge_config(ctx: typer.Context, given: dict, path: Path | None) -> RunOptio
     if path is not None:
         for name, value in load_config_file(path).items():
             param = "set_" if name == "set" else name
-            if ctx.get_parameter_source(param) in (None, click.core.ParameterSource.DEFAULT):
+            source = ctx.get_parameter_source(param)  # typer may vendor its own click enum
+            if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
                 values[name] = value
     return RunOptions(**values)
 
@@ -210,3 +223,7 @@ def _print_summary(csv: Path) -> None:
         table.add_row(solver, degradation, f"{sigma_01:g}", str(len(rows)), failed, *means)
     _out_console().print(table)
     console.print(f"per-image results: {csv}")
+
+
+if __name__ == "__main__":
+    app()

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
+from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+from bench import weights
+
+LPIPS_NETS = ("alex", "vgg")
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -25,6 +36,41 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         reduction="none",
         dim=(1, 2, 3),
     )
+
+
+def ssim(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """SSIM on [0, 1] per image, shape (B,): Gaussian window 11, sigma 1.5, data_range 1."""
+    return structural_similarity_index_measure(
+        to_unit(x_hat).double(), to_unit(x).double(), data_range=1.0, reduction="none"
+    )
+
+
+@lru_cache(maxsize=4)
+def _lpips_model(net: str, path: str, device: str) -> LearnedPerceptualImagePatchSimilarity:
+    """torchmetrics LPIPS (v0.1 heads, [-1, 1] inputs, per image) built from a local backbone."""
+    with weights.torch_hub_serving(Path(path)):
+        model = LearnedPerceptualImagePatchSimilarity(
+            net_type=net, reduction="none", normalize=False
+        )
+    return model.to(device)
+
+
+def lpips_model(
+    net: str, device: str | torch.device = "cpu"
+) -> LearnedPerceptualImagePatchSimilarity:
+    """The LPIPS metric for `net`; WeightsMissing when its backbone file is absent (no download)."""
+    path = weights.lpips_backbone(net).require()
+    return _lpips_model(net, str(path), str(torch.device(device)))
+
+
+def lpips(x_hat: torch.Tensor, x: torch.Tensor, net: str = "alex") -> torch.Tensor:
+    """LPIPS per image, shape (B,), inputs in [-1, 1]; WeightsMissing without the backbone."""
+    model = lpips_model(net, x.device)
+    with torch.no_grad():
+        model.update(x_hat.float().clamp(-1, 1), x.float().clamp(-1, 1))
+        scores = model.compute().reshape(-1).double()
+    model.reset()
+    return scores
 
 
 def residual_rms(op_x_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

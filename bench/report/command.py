@@ -1,0 +1,100 @@
+"""`bench report`: merge run dirs, score the PNGs, write the tables, plots and comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from bench.report.compare import compare as paired_compare
+from bench.report.compare import compare_filename, parse_pair
+from bench.report.frame import GROUP, Notes, add_image_metrics, load_frame, per_image_table
+from bench.report.latex import latex
+from bench.report.perceptual import SCORERS, empty_scores, set_scores
+from bench.report.plots import plot_all
+from bench.report.tables import METRICS, markdown, number, summarize, value
+from bench.store import records_dir
+
+SHOWN = ("psnr", "ssim", "lpips_alex", "fid", "runtime_s")
+
+
+def report_command(
+    run_dirs: list[Path],
+    out: Path | None = None,
+    compare: str | None = None,
+    fid_backend: str = "torchmetrics",
+    lpips: bool = True,
+    fid: bool = True,
+    *,
+    fid_features: str | nn.Module | None = None,
+    device: str | None = None,
+) -> Path:
+    """Write per_image.csv, summary.{csv,md,tex}, plots/ (and compare_A_vs_B.csv) into `out`."""
+    run_dirs = [Path(d) for d in run_dirs]
+    empty = [str(d) for d in run_dirs if not records_dir(d).is_dir()]
+    if not run_dirs or empty:
+        raise ValueError(f"no records folder in: {', '.join(empty) or '(no run dirs given)'}")
+    if fid_backend not in SCORERS:
+        raise ValueError(f"unknown --fid-backend {fid_backend!r}; valid: {', '.join(SCORERS)}")
+    pair = parse_pair(compare) if compare else None
+    out = Path(out) if out is not None else run_dirs[0]
+    out.mkdir(parents=True, exist_ok=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    notes = Notes()
+    frame = load_frame(run_dirs)
+    if frame.empty:
+        raise ValueError(f"no records in {', '.join(map(str, run_dirs))}")
+    frame = add_image_metrics(frame, lpips=lpips, device=device, notes=notes)
+    if fid:
+        scores = set_scores(
+            frame, backend=fid_backend, custom=fid_features, device=device, notes=notes
+        )
+    else:
+        scores = empty_scores(frame, "not computed (--no-fid)")
+    summary = summarize(frame).merge(scores, on=GROUP, how="left")
+    comparison = paired_compare(frame, *pair) if pair else None
+    per_image_table(frame).to_csv(out / "per_image.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    plot_all(frame, summary, out / "plots", notes)
+    (out / "summary.md").write_text(markdown(summary, notes))
+    (out / "summary.tex").write_text(latex(summary))
+    if comparison is not None:
+        comparison.to_csv(out / compare_filename(*pair), index=False)
+    print_report(summary, comparison, notes, out)
+    return out
+
+
+def print_report(
+    summary: pd.DataFrame, comparison: pd.DataFrame | None, notes: Notes, out: Path
+) -> None:
+    """A short table per solver x setting, the comparison, the notes and where files went."""
+    console, err = Console(), Console(stderr=True)
+    table = Table("solver", "setting", "n", "failed", *(METRICS[m].label for m in SHOWN))
+    for _, row in summary.iterrows():
+        setting = f"{row['degradation']} sigma={row['sigma_01']:g}"
+        cells = [number(value(row, METRICS[m]), METRICS[m].digits) for m in SHOWN]
+        table.add_row(row["solver_label"], setting, str(row["n"]), str(row["n_failed"]), *cells)
+    console.print(table)
+    if comparison is not None and not comparison.empty:
+        pairs = Table("setting", "metric", "pairs", "mean A-B", "95% CI", "Wilcoxon p")
+        pairs.title = f"{comparison.a.iloc[0]} vs {comparison.b.iloc[0]}"
+        for _, row in comparison.iterrows():
+            low, high = row["ci95_low"], row["ci95_high"]
+            ci = f"[{low:.4g}, {high:.4g}]" if np.isfinite(row["ci95"]) else "-"
+            pairs.add_row(
+                f"{row['degradation']} sigma={row['sigma_01']:g}",
+                row["metric"],
+                str(row["n_pairs"]),
+                f"{row['mean_diff']:.4g}",
+                ci,
+                f"{row['wilcoxon_p']:.3g}",
+            )
+        console.print(pairs)
+    for line in notes.lines:
+        err.print(f"[yellow]note:[/yellow] {line}", soft_wrap=True, highlight=False)
+    err.print(f"report written to {out} (summary.csv, summary.md, summary.tex, plots/)")

@@ -1,0 +1,154 @@
+"""summary.csv (per solver x setting: n, failures, mean/std/CI, call counts) and summary.md."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.report.frame import BLOCK, CALL_COUNTS, FAILURES, GROUP, PER_IMAGE_METRICS, Notes
+from bench.report.stats import mean_std_ci
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How a metric is shown: headers, the direction of "better", decimals."""
+
+    name: str
+    label: str
+    latex: str
+    better: str | None  # "max", "min", "one" (closest to 1) or None (no best)
+    digits: int
+    per_set: bool = False  # FID/KID: one value per set, no CI
+
+
+METRICS: dict[str, MetricSpec] = {
+    s.name: s
+    for s in (
+        MetricSpec("psnr", "PSNR", r"PSNR $\uparrow$", "max", 2),
+        MetricSpec("ssim", "SSIM", r"SSIM $\uparrow$", "max", 4),
+        MetricSpec("lpips_alex", "LPIPS-alex", r"LPIPS-A $\downarrow$", "min", 4),
+        MetricSpec("lpips_vgg", "LPIPS-vgg", r"LPIPS-V $\downarrow$", "min", 4),
+        MetricSpec("fid", "FID", r"FID $\downarrow$", "min", 2, per_set=True),
+        MetricSpec("kid_x1e3", "KIDx1e3", r"KID$\times 10^3$ $\downarrow$", "min", 2, True),
+        MetricSpec("consistency_psnr", "cons. PSNR", r"Cons.\ PSNR $\uparrow$", "max", 2),
+        MetricSpec("psnr_post", "PSNR vs post. mean", r"PSNR$_\mathrm{post}$ $\uparrow$", "max", 2),
+        MetricSpec("post_ratio", "post. ratio", r"post.\ ratio $\to 1$", "one", 3),
+        MetricSpec("residual_rms", "residual RMS", "residual RMS", None, 4),
+        MetricSpec("runtime_s", "runtime (s)", r"Time (s) $\downarrow$", "min", 3),
+        MetricSpec("peak_mem_mb", "peak mem (MB)", r"Mem.\ (MB) $\downarrow$", "min", 0),
+    )
+}
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (prior, dataset, solver_label, degradation, sigma_01) over its ok records."""
+    rows = []
+    for keys, group in frame.groupby(GROUP, dropna=False, sort=True):
+        ok = group[group.status == "ok"]
+        row: dict = dict(zip(GROUP, keys, strict=True))
+        row["n"] = len(ok)
+        row["n_failed"] = len(group) - len(ok)
+        counts = group.status.value_counts()
+        row.update({f"n_{s}": int(counts.get(s, 0)) for s in FAILURES})
+        for m in PER_IMAGE_METRICS:
+            row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_ci95"] = mean_std_ci(ok[m].to_numpy())
+        row.update({f"{c}_mean": ok[c].mean() for c in CALL_COUNTS})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def blocks(summary: pd.DataFrame) -> Iterator[tuple[dict, pd.DataFrame]]:
+    """(setting, its solver rows) per prior x dataset x degradation x sigma."""
+    for keys, block in summary.groupby(BLOCK, dropna=False, sort=True):
+        yield dict(zip(BLOCK, keys, strict=True)), block.reset_index(drop=True)
+
+
+def value(row: pd.Series, spec: MetricSpec) -> float:
+    """The shown value of a metric in a summary row: the mean, or the set metric itself."""
+    return float(row.get(spec.name if spec.per_set else f"{spec.name}_mean", math.nan))
+
+
+def shown(block: pd.DataFrame, *, with_missing: bool) -> list[MetricSpec]:
+    """Metrics with a value in this block (and FID/KID noted as missing, when asked)."""
+    specs = []
+    for spec in METRICS.values():
+        values = block.apply(lambda r, s=spec: value(r, s), axis=1)
+        noted = spec.per_set and with_missing and fid_missing(block).any()
+        if values.notna().any() or noted:
+            specs.append(spec)
+    return specs
+
+
+def fid_missing(block: pd.DataFrame) -> pd.Series:
+    """Rows whose FID/KID is missing for want of weights (not merely undefined)."""
+    notes = block.get("fid_note", pd.Series("", index=block.index)).fillna("").astype(str)
+    return notes.str.startswith("missing")
+
+
+def best_rows(values: pd.Series, better: str | None, digits: int) -> pd.Series:
+    """True where the value, as displayed, is the best of at least two; direction per metric."""
+    shown_values = values.round(digits)
+    if better is None or shown_values.notna().sum() < 2:
+        return pd.Series(False, index=values.index)
+    if better == "max":
+        score = shown_values
+    elif better == "min":
+        score = -shown_values
+    else:
+        score = -np.abs(np.log(shown_values.where(shown_values > 0)))
+    return score == score.max()
+
+
+def number(x: float, digits: int) -> str:
+    """A fixed-point number, or an em dash for NaN."""
+    return "—" if not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def failures_text(row: pd.Series) -> str:
+    """'0' or '3 (1 diverged, 2 oom)'."""
+    parts = [f"{int(row[f'n_{s}'])} {s}" for s in FAILURES if row[f"n_{s}"]]
+    return f"{int(row['n_failed'])}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def block_title(setting: dict) -> str:
+    """'sr4:factor=4, sigma=0.01 (prior gaussian, dataset d)'."""
+    return (
+        f"{setting['degradation']}, sigma={setting['sigma_01']:g} "
+        f"(prior {setting['prior']}, dataset {setting['dataset']})"
+    )
+
+
+def markdown_cell(row: pd.Series, spec: MetricSpec, missing: bool) -> str:
+    """'mean ± ci' for per-image metrics; the value (or 'missing') for FID/KID."""
+    mean = value(row, spec)
+    if spec.per_set:
+        return "missing" if missing and not np.isfinite(mean) else number(mean, spec.digits)
+    ci = float(row[f"{spec.name}_ci95"])
+    text = number(mean, spec.digits)
+    return f"{text} ± {number(ci, spec.digits)}" if np.isfinite(ci) else text
+
+
+def markdown(summary: pd.DataFrame, notes: Notes) -> str:
+    """summary.md: a table per setting, one row per solver, 'mean ± 95% CI' cells, then notes."""
+    lines = ["# Summary", "", "Cells: mean ± 95% t-interval half-width over images (n)."]
+    for setting, block in blocks(summary):
+        specs = shown(block, with_missing=True)
+        missing = fid_missing(block)
+        header = ["solver", "n", "failed", *(s.label for s in specs)]
+        lines += ["", f"## {block_title(setting)}", "", _md_row(header)]
+        lines.append(_md_row(["---"] * len(header)))
+        for i, row in block.iterrows():
+            cells = [markdown_cell(row, s, bool(missing[i])) for s in specs]
+            lines.append(_md_row([row["solver_label"], str(row["n"]), failures_text(row), *cells]))
+    if notes.lines:
+        lines += ["", "## Notes", ""] + [f"- {line}".replace("\n", "\n  ") for line in notes.lines]
+    return "\n".join(lines) + "\n"
+
+
+def _md_row(cells: list[str]) -> str:
+    """A Markdown table row, pipes in cells escaped."""
+    return "| " + " | ".join(str(c).replace("|", r"\|") for c in cells) + " |"
