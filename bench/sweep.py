@@ -143,6 +143,13 @@ def coerce_like(value: str, like: object) -> object:
         return int(value)
     if isinstance(like, float):
         return float(value)
+    if like is None:  # an optional default: the literal's own type
+        for parse in (int, float):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+        return {"true": True, "false": False, "none": None}.get(value.lower(), value)
     return value
 
 

@@ -187,5 +187,6 @@ class GaussianPrior:
         return (self.W @ z).reshape(3, s, s)
 
     def _abar(self, t: torch.Tensor | int, batch: int) -> torch.Tensor:
+        """abar_t per sample; t = T (PSLD's full-length grid feeds it) maps to T - 1."""
         t = torch.as_tensor(t, dtype=torch.long).reshape(-1).expand(batch)
-        return self.alphas_cumprod[t]
+        return self.alphas_cumprod[t.clamp(max=len(self.alphas_cumprod) - 1)]
