@@ -140,14 +140,14 @@ class RandomBoxInpaint:
         return top, left
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """m_i * x_i with sample i's own box."""
+        """m_i * x_i with sample i's own box (one box broadcasts over any batch)."""
         if self.mask is None:
             raise RuntimeError(
                 f"{self.name}: the box positions are random; call seeded(generators) first "
                 "(one torch.Generator per batch element)"
             )
         check_image(x, self.image_size, self.name)
-        if x.shape[0] != self.mask.shape[0]:
+        if self.mask.shape[0] not in (1, x.shape[0]):
             raise ValueError(
                 f"{self.name}: seeded for {self.mask.shape[0]} samples, got a batch of {x.shape[0]}"
             )

@@ -1,6 +1,6 @@
 """Solvers for latent-diffusion inverse problems, one file each, behind one registry."""
 
-from solvers import ldps, reference, resample, silo  # noqa: F401  (registers the solvers)
+from solvers import gml_dps, ldps, psld, reference, resample, silo  # noqa: F401  (registers)
 from solvers.common import SolverDiverged
 from solvers.registry import SOLVERS, SolverSpec, get_solver, register
 
