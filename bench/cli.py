@@ -136,9 +136,15 @@ def run(
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
-    table = Table("solver", "degradation", "sigma_01", "cells", "to run", "steps")
-    for row in describe_plan(plan):
-        table.add_row(*(str(v) for v in row.values()))
+    rows = describe_plan(plan)
+    table = Table(*(rows[0] if rows else ["solver"]))
+    for row in rows:
+        table.add_row(
+            *(
+                f"{v:,.0f}" if isinstance(v, float) and k != "sigma_01" else str(v)
+                for k, v in row.items()
+            )
+        )
     _out_console().print(table)
     done = len(plan.cells) - len(plan.todo)
     console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")

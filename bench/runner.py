@@ -203,7 +203,7 @@ def needs_run(out: Path, cell: Cell, force: bool, retry_failed: bool) -> bool:
 
 
 def describe_plan(plan: Plan) -> list[dict]:
-    """One row per (solver, degradation, sigma): cells, cells to run, steps."""
+    """One row per (solver, degradation, sigma): cells, to run, steps, network calls to run."""
     rows: dict[tuple, dict] = {}
     for cell in plan.cells:
         row = rows.setdefault(
@@ -215,12 +215,25 @@ def describe_plan(plan: Plan) -> list[dict]:
                 "cells": 0,
                 "to_run": 0,
                 "steps": cell.hparams.get("steps", "-"),
+                **dict.fromkeys(CALL_COLUMNS, 0),
             },
         )
         row["cells"] += 1
     for cell in plan.todo:
-        rows[(cell.label, cell.degradation, cell.sigma_01)]["to_run"] += 1
+        row = rows[(cell.label, cell.degradation, cell.sigma_01)]
+        row["to_run"] += 1
+        cost = get_solver(cell.solver).cost
+        calls = cost(cell.hparams) if cost else {}
+        for column, names in CALL_COLUMNS.items():
+            row[column] += sum(calls.get(n, 0) for n in names) / plan.options.batch
     return list(rows.values())
+
+
+CALL_COLUMNS = {  # network passes still to run (batched calls count once)
+    "unet f+b": ("unet_fwd", "unet_bwd"),
+    "dec f+b": ("dec_fwd", "dec_bwd"),
+    "enc f+b": ("enc_fwd", "enc_bwd"),
+}
 
 
 def save_config(plan: Plan) -> Path:

@@ -35,6 +35,12 @@ from solvers.registry import register
     "ldps",
     description="latent DPS: DDIM + grad of ||y - A(D(z0_hat))|| through UNet and decoder",
     defaults={"steps": 1000, "zeta": 1.0},
+    cost=lambda hp: {
+        "unet_fwd": hp["steps"],
+        "unet_bwd": hp["steps"],
+        "dec_fwd": hp["steps"] + 1,
+        "dec_bwd": hp["steps"],
+    },
 )
 def ldps(
     prior: Prior,

@@ -79,6 +79,19 @@ def psld_glue(
     return lambda x: at_y + x - transpose(op.forward(x))
 
 
+def glued_dps_cost(hp: dict) -> dict[str, int]:
+    """Per solve: S x (UNet f+b, decoder f+b, encoder f+b when gamma > 0) + the final decode."""
+    s, enc = hp["steps"], hp["steps"] if hp["gamma"] else 0
+    return {
+        "unet_fwd": s,
+        "unet_bwd": s,
+        "dec_fwd": s + 1,
+        "dec_bwd": s,
+        "enc_fwd": enc,
+        "enc_bwd": enc,
+    }
+
+
 def glued_dps(
     prior: Prior,
     op: Degradation,
@@ -134,6 +147,7 @@ def glued_dps(
         "inpaint": BOX_WEIGHTS,
         "inpaint-random": BOX_WEIGHTS,
     },
+    cost=glued_dps_cost,
 )
 def psld(
     prior: Prior,

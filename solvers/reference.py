@@ -23,6 +23,7 @@ from solvers.registry import register
 @register(
     "naive",
     description="D(E(y)) of the zero-filled / bicubic-upsampled y: the floor for 'uses y'",
+    cost=lambda hp: {"enc_fwd": 1, "dec_fwd": 1},
 )
 def naive(
     prior: Prior,
@@ -42,6 +43,7 @@ def naive(
     "unconditional",
     description="an ancestral DDPM sample of the prior that ignores y: the floor for every solver",
     defaults={"steps": 999},
+    cost=lambda hp: {"unet_fwd": hp["steps"], "dec_fwd": 1},
 )
 def unconditional(
     prior: Prior,

@@ -17,6 +17,7 @@ class SolverSpec:
     description: str
     defaults: dict = field(default_factory=dict)
     task_defaults: dict[str, dict] = field(default_factory=dict)
+    cost: Callable[[dict], dict[str, int]] | None = None  # hparams -> network calls per solve
 
     def hparams(self, degradation: str, overrides: dict | None = None) -> dict:
         """Resolved hyperparameters: defaults < per-degradation defaults < user overrides."""
@@ -40,13 +41,18 @@ def register(
     description: str,
     defaults: dict | None = None,
     task_defaults: dict[str, dict] | None = None,
+    cost: Callable[[dict], dict[str, int]] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
-    """Decorator adding a solve function to SOLVERS under `name`."""
+    """Decorator adding a solve function to SOLVERS under `name`.
+
+    `cost(hparams)` declares the network calls of one solve ({"unet_fwd": ..., "dec_bwd": ...};
+    an upper bound where optimisers may stop early): `bench run --dry-run` totals it.
+    """
 
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         if name in SOLVERS:
             raise ValueError(f"solver {name!r} is already registered")
-        SOLVERS[name] = SolverSpec(name, fn, description, defaults or {}, task_defaults or {})
+        SOLVERS[name] = SolverSpec(name, fn, description, defaults or {}, task_defaults or {}, cost)
         return fn
 
     return wrap

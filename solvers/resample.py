@@ -183,6 +183,24 @@ def per_sample_mse(residual: torch.Tensor) -> torch.Tensor:
     return residual.flatten(1).pow(2).mean(dim=1)
 
 
+def resample_cost(hp: dict) -> dict[str, int]:
+    """Upper bound per solve (§5.6): every optimiser at its cap, time travel at full length."""
+    s = hp["steps"]
+    stages = list(hard_dc_schedule(s, hp["dc_every"]).items())
+    travel = sum(min(hp["time_travel"], index) for index, _ in stages)
+    pixel = sum(stage == "pixel" for _, stage in stages)
+    latent_solves = len(stages) - pixel + int(hp["final_solve"])
+    latent = latent_solves * hp["latent_iters"]
+    return {
+        "unet_fwd": s + travel,
+        "unet_bwd": s,
+        "dec_fwd": s + pixel + latent + 1,
+        "dec_bwd": s + latent,
+        "enc_fwd": pixel,
+        "opt_iters": pixel * hp["pixel_iters"] + latent,
+    }
+
+
 @register(
     "resample",
     description="ReSample: latent DPS + hard data consistency (pixel/latent AdamW) + resampling",
@@ -202,6 +220,7 @@ def per_sample_mse(residual: torch.Tensor) -> torch.Tensor:
         "stop_rule": "official",
         "final_solve": True,
     },
+    cost=resample_cost,
 )
 def resample(
     prior: Prior,

@@ -121,6 +121,22 @@ def test_call_counts_follow_each_cost_model(oracle, name):
     assert {n: counts[n] for n in NAMES} == expected
 
 
+@pytest.mark.parametrize("name", sorted(n for n in SOLVERS if get_solver(n).cost))
+def test_declared_cost_models_match_the_counts(oracle, name):
+    """The registry's cost model (used by --dry-run) is exact, or an upper bound (ReSample)."""
+    op, y = oracle_problem(oracle, "sr4", 1)
+    with counting() as counts:
+        solve(name, CountedPrior(oracle), op, y, [0])
+    declared = get_solver(name).cost(fast_hparams(name, "sr4"))
+    measured = {n: counts[n] for n in (*NAMES, "opt_iters") if counts[n] or n in declared}
+    if name == "resample":  # optimisers may stop early: the model is their cap
+        assert all(measured.get(n, 0) <= declared.get(n, 0) for n in measured)
+        assert measured["unet_bwd"] == declared["unet_bwd"]
+        assert measured["enc_fwd"] == declared["enc_fwd"]
+    else:
+        assert measured == {n: v for n, v in declared.items() if v}
+
+
 class NaNAfter:
     """A prior whose eps turns NaN from call `k` on."""
 
