@@ -231,5 +231,55 @@ def _print_summary(csv: Path) -> None:
     console.print(f"per-image results: {csv}")
 
 
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(
+        ...,
+        help="run folders written by `bench run`; merged, a cell present in several "
+        "counts once (the last finished)",
+    ),
+    out: Path | None = typer.Option(
+        None, help="where per_image.csv, summary.{csv,md,tex}, plots/ go (default: the first run)"
+    ),
+    compare: str | None = typer.Option(
+        None, help="two solver labels 'A,B': paired A-B differences with 95% CI and Wilcoxon p"
+    ),
+    fid_backend: str = typer.Option(
+        "torchmetrics",
+        help="FID/KID: torchmetrics (torch-fidelity Inception, as SILO) or clean-fid",
+    ),
+    lpips: bool = typer.Option(True, help="LPIPS alex/vgg from the PNGs (see `bench doctor`)"),
+    fid: bool = typer.Option(True, help="FID/KID per solver x degradation x sigma vs the truth"),
+    fid_features: str | None = typer.Option(
+        None, help="custom feature extractor 'package.module:attr' instead of Inception"
+    ),
+    device: str | None = typer.Option(None, help="device for SSIM/LPIPS/Inception (default auto)"),
+) -> None:
+    """Tables (CSV, Markdown, LaTeX), plots, paired comparisons and FID/KID from run folders."""
+    from bench.report import report_command
+
+    try:
+        report_command(
+            run_dirs,
+            out,
+            compare,
+            fid_backend,
+            lpips,
+            fid,
+            fid_features=fid_features,
+            device=device,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def doctor() -> None:
+    """List every weight file and model the tool can use: found or missing, where, and how."""
+    from bench.weights import doctor_command
+
+    doctor_command()
+
+
 if __name__ == "__main__":
     app()

@@ -66,12 +66,22 @@ class WeightFile:
             raise WeightsMissing(self)
         return path
 
+    def status(self) -> dict[str, str]:
+        """{'status': 'found' | 'missing', 'path': the resolved path, else where it belongs}."""
+        path = self.find()
+        return {
+            "status": "found" if path else "missing",
+            "path": str(path or self.search_paths()[0]),
+        }
+
     def how_to_get(self) -> str:
         """The command that fetches the file on a connected machine and where to put it."""
         if self.shipped:
             return f"ships with the package: {self.source}"
         folders = f"{self.home()}/" + (
-            f" or ${WEIGHTS_ENV}/" if os.environ.get(WEIGHTS_ENV) else f" (or set {WEIGHTS_ENV})"
+            f" or ${WEIGHTS_ENV}/"
+            if os.environ.get(WEIGHTS_ENV)
+            else f" (or into a folder you name in ${WEIGHTS_ENV})"
         )
         return f"curl -L -o {self.filename} {self.source}  # then copy it into {folders}"
 
@@ -203,19 +213,16 @@ def model_rows() -> list[dict]:
 
 def doctor_rows() -> list[dict]:
     """Every pretrained file and model the tool can use, found or missing, with its source."""
-    rows = []
-    for entry in MANIFEST.values():
-        path = entry.find()
-        rows.append(
-            {
-                "what": entry.key,
-                "file": entry.filename,
-                "used_by": entry.used_by,
-                "status": "found" if path else "missing",
-                "path": str(path or entry.search_paths()[0]),
-                "source": entry.source if entry.shipped else entry.how_to_get(),
-            }
-        )
+    rows = [
+        {
+            "what": entry.key,
+            "file": entry.filename,
+            "used_by": entry.used_by,
+            **entry.status(),
+            "source": entry.source if entry.shipped else entry.how_to_get(),
+        }
+        for entry in MANIFEST.values()
+    ]
     return rows + model_rows()
 
 

@@ -74,11 +74,17 @@ def print_report(
 ) -> None:
     """A short table per solver x setting, the comparison, the notes and where files went."""
     console, err = Console(), Console(stderr=True)
-    table = Table("solver", "setting", "n", "failed", *(METRICS[m].label for m in SHOWN))
+    table = Table("solver", "degradation", "sigma", "n", "fail", *(METRICS[m].label for m in SHOWN))
     for _, row in summary.iterrows():
-        setting = f"{row['degradation']} sigma={row['sigma_01']:g}"
         cells = [number(value(row, METRICS[m]), METRICS[m].digits) for m in SHOWN]
-        table.add_row(row["solver_label"], setting, str(row["n"]), str(row["n_failed"]), *cells)
+        table.add_row(
+            row["solver_label"],
+            row["degradation"],
+            f"{row['sigma_01']:g}",
+            str(row["n"]),
+            str(row["n_failed"]),
+            *cells,
+        )
     console.print(table)
     if comparison is not None and not comparison.empty:
         pairs = Table("setting", "metric", "pairs", "mean A-B", "95% CI", "Wilcoxon p")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
+from bench.outputs import safe_name
 from bench.report.frame import BLOCK, PAIR, PER_IMAGE_METRICS
 from bench.report.stats import mean_std_ci, wilcoxon_p
 
@@ -67,5 +66,4 @@ def compare(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
 
 def compare_filename(a: str, b: str) -> str:
     """compare_<a>_vs_<b>.csv with the labels made file-name safe."""
-    safe = [re.sub(r"[^A-Za-z0-9.=-]+", "_", x).strip("_") for x in (a, b)]
-    return f"compare_{safe[0]}_vs_{safe[1]}.csv"
+    return f"compare_{safe_name(a).strip('_')}_vs_{safe_name(b).strip('_')}.csv"

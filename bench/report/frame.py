@@ -97,7 +97,7 @@ def load_frame(run_dirs: list[Path]) -> pd.DataFrame:
             frame[column] = np.nan
     if frame.empty:
         return frame
-    frame["solver_label"] = frame["solver_label"].fillna(frame["solver"])
+    frame["solver_label"] = frame["solver_label"].astype(object).fillna(frame["solver"])
     for column in ["sigma_01", *PER_IMAGE_METRICS, *CALL_COUNTS]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     for column in frame.columns:

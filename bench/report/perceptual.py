@@ -43,6 +43,12 @@ class SetScores:
         return cls(math.nan, math.nan, math.nan, note)
 
 
+def _too_few(real: torch.Tensor, fake: torch.Tensor) -> SetScores | None:
+    """NaN scores when either set has fewer than 2 samples, else None."""
+    n = min(len(real), len(fake))
+    return SetScores.undefined(f"n={n}: need at least 2 per set") if n < 2 else None
+
+
 def kid_plan(n_real: int, n_fake: int) -> tuple[int, int]:
     """(subsets, subset size): size min(n, 1000); a single subset when it is both whole sets."""
     size = min(n_real, n_fake, KID_MAX_SUBSET)
@@ -64,8 +70,8 @@ class Passthrough(nn.Module):
 
 def torchmetrics_scores(real: torch.Tensor, fake: torch.Tensor, seed: int = SEED) -> SetScores:
     """FID and KID (cubic kernel, unbiased MMD^2) by torchmetrics from (N, d) features."""
-    if min(len(real), len(fake)) < 2:
-        return SetScores.undefined(f"n={min(len(real), len(fake))}: need at least 2 per set")
+    if too_few := _too_few(real, fake):
+        return too_few
     subsets, size = kid_plan(len(real), len(fake))
     fid = FrechetInceptionDistance(feature=Passthrough(real.shape[1]))
     with warnings.catch_warnings():
@@ -86,8 +92,8 @@ def cleanfid_scores(real: torch.Tensor, fake: torch.Tensor, seed: int = SEED) ->
     """FID and KID by clean-fid's own formulas from (N, d) features (it gives no KID std)."""
     from cleanfid import fid as cleanfid
 
-    if min(len(real), len(fake)) < 2:
-        return SetScores.undefined(f"n={min(len(real), len(fake))}: need at least 2 per set")
+    if too_few := _too_few(real, fake):
+        return too_few
     r, f = real.double().numpy(), fake.double().numpy()
     subsets, size = kid_plan(len(r), len(f))
     state = np.random.get_state()
@@ -96,7 +102,10 @@ def cleanfid_scores(real: torch.Tensor, fake: torch.Tensor, seed: int = SEED) ->
         kid = cleanfid.kernel_distance(r, f, num_subsets=subsets, max_subset_size=size)
     finally:
         np.random.set_state(state)
-    return SetScores(float(cleanfid.fid_from_feats(r, f)), 1e3 * kid, math.nan)
+    with warnings.catch_warnings():  # clean-fid 0.1.35 passes scipy's deprecated sqrtm(disp=)
+        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated.*")
+        fid = float(cleanfid.fid_from_feats(r, f))
+    return SetScores(fid, 1e3 * kid, math.nan)
 
 
 SCORERS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], SetScores]] = {

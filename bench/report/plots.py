@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+from bench.outputs import safe_name
 from bench.report.frame import BLOCK, Notes, png_path
 from bench.report.tables import METRICS, MetricSpec, block_title, blocks, value
 
@@ -17,15 +17,10 @@ DPI = 120
 MONTAGE_IMAGES = 4
 
 
-def slug(text: str) -> str:
-    """A file-name-safe version of a label or spec."""
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", str(text)).strip("_")
-
-
 def setting_slug(setting: dict) -> str:
-    """'gaussian_d_sr4_factor=4_s0.01': prior, dataset, degradation, sigma."""
+    """'gaussian_d_sr4_factor_4_s0.01': prior, dataset, degradation, sigma."""
     parts = [setting["prior"], setting["dataset"], setting["degradation"]]
-    return "_".join(slug(p) for p in parts) + f"_s{setting['sigma_01']:g}"
+    return "_".join(safe_name(str(p)).strip("_") for p in parts) + f"_s{setting['sigma_01']:g}"
 
 
 def _ci(row: pd.Series, spec: MetricSpec) -> float:
@@ -88,7 +83,7 @@ def bar_plot(summary: pd.DataFrame, spec: MetricSpec, path: Path) -> Path | None
         [f"{s['degradation']}\nsigma={s['sigma_01']:g}" for s, _ in settings],
         fontsize=7,
     )
-    ax.set_ylabel(spec.label)
+    ax.set_ylabel(spec.label if spec.per_set else f"{spec.label} (mean ± 95% CI)")
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

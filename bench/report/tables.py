@@ -135,6 +135,13 @@ def markdown_cell(row: pd.Series, spec: MetricSpec, missing: bool) -> str:
 def markdown(summary: pd.DataFrame, notes: Notes) -> str:
     """summary.md: a table per setting, one row per solver, 'mean ± 95% CI' cells, then notes."""
     lines = ["# Summary", "", "Cells: mean ± 95% t-interval half-width over images (n)."]
+    lines.append(
+        "PSNR, SSIM (Gaussian 11x11, sigma 1.5) on [0, 1] per image; LPIPS v0.1 (torchmetrics) "
+        "alex / vgg on [-1, 1]; KID x1e3, subset size min(n, 1000)."
+    )
+    features = sorted(set(summary.get("fid_features", pd.Series(dtype=str)).dropna()) - {""})
+    if features:
+        lines.append(f"FID/KID features: {'; '.join(features)}; n per set in summary.csv (fid_n).")
     for setting, block in blocks(summary):
         specs = shown(block, with_missing=True)
         missing = fid_missing(block)
