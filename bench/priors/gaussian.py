@@ -91,6 +91,7 @@ class GaussianPrior:
         pixel_var = (w @ self.sigma_z * w).sum(1).mean()
         self.W = w * (pixel_std / pixel_var.sqrt())
         self.W_pinv = torch.linalg.pinv(self.W)
+        self._measurement_matrices: dict[str, torch.Tensor] = {}
 
     # The Prior contract -------------------------------------------------------------------
     def eps(self, z_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
@@ -135,14 +136,23 @@ class GaussianPrior:
         return self.decode(self.sample_latents(generators))
 
     def measurement_matrix(self, op: Degradation) -> torch.Tensor:
-        """G = A W (m, d) for a linear, single-sample op, built by applying A to W's columns."""
+        """G = A W (m, d) for a linear, single-sample op, built by applying A to W's columns.
+
+        Cached by the op's dataclass repr (its parameters, and the box corners of a seeded
+        random mask), so a sweep builds each distinct operator's matrix once.
+        """
         if not op.is_linear:
             raise ValueError(f"degradation {op.name!r} is not linear: no closed-form posterior")
-        s = self.image_size
-        columns = self.W.T.reshape(-1, 3, s, s)
-        with torch.no_grad():
-            out = torch.cat([op.forward(chunk) for chunk in columns.split(256)])
-        return out.reshape(out.shape[0], -1).T
+        key = repr(op)
+        if key not in self._measurement_matrices:
+            s = self.image_size
+            columns = self.W.T.reshape(-1, 3, s, s)
+            with torch.no_grad():
+                out = torch.cat([op.forward(chunk) for chunk in columns.split(256)])
+            if len(self._measurement_matrices) >= 64:
+                self._measurement_matrices.clear()
+            self._measurement_matrices[key] = out.reshape(out.shape[0], -1).T
+        return self._measurement_matrices[key]
 
     def exact_latent_operator(
         self, op: Degradation
