@@ -214,3 +214,39 @@ def test_sigkill_mid_run_resumes_to_the_same_csv(tmp_path):
         stable(pd.read_csv(tmp_path / "clean" / "per_image.csv")),
         stable(pd.read_csv(killed / "per_image.csv")),
     )
+
+
+def test_tiny_diffusers_sweep_and_report(tmp_path, tiny_sd):
+    """2 solvers x 2 degradations x 2 sigmas on the tiny SD pipeline, then the report."""
+    data = tmp_path / "photos"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    out = tmp_path / "run"
+    bench(
+        "run",
+        "--prior",
+        str(tiny_sd),
+        "--data",
+        str(data),
+        "--solvers",
+        "ldps,psld",
+        "--deg",
+        "sr4,inpaint",
+        "--sigma",
+        "0,0.01",
+        "--steps",
+        "3",
+        "--out",
+        str(out),
+    )
+    frame = pd.read_csv(out / "per_image.csv")
+    assert len(frame) == 16 and (frame.status == "ok").all()
+    assert frame.psnr_post.isna().all()  # no closed-form posterior for a real prior
+    assert (frame.unet_fwd == 3).all() and (frame[frame.solver == "psld"].enc_bwd == 3).all()
+    from bench.report import report_command
+
+    report_command([out], lpips=False, fid=False)
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 2 * 2 * 2
