@@ -29,6 +29,7 @@ console = Console(stderr=True)
 _D = RunOptions()
 OPTION_TYPES = {f.name: str(f.type) for f in fields(RunOptions)}
 OPTION_NAMES = set(OPTION_TYPES)
+PROGRESS_METRICS = ("psnr", "post_ratio")  # running means shown in the progress bar
 
 
 def _out_console() -> Console:
@@ -162,8 +163,8 @@ def run(
 
 
 def _execute(plan, options: RunOptions, slurm: list[str]) -> None:
-    """Run the plan's cells with a progress bar (running mean PSNR per solver in its title)."""
-    means: dict[str, list[float]] = defaultdict(list)
+    """Run the plan's cells under a progress bar showing each solver's running mean metrics."""
+    means: dict[tuple[str, str], list[float]] = defaultdict(list)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -175,10 +176,14 @@ def _execute(plan, options: RunOptions, slurm: list[str]) -> None:
         task = progress.add_task("solving", total=len(plan.todo))
 
         def on_record(record: dict) -> None:
-            if record.get("psnr") is not None:
-                means[record["solver_label"]].append(record["psnr"])
-            summary = " ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in sorted(means.items()))
-            progress.update(task, advance=1, description=f"PSNR {summary}" if summary else "")
+            for metric in PROGRESS_METRICS:
+                if record.get(metric) is not None:
+                    means[(record["solver_label"], metric)].append(record[metric])
+            summary = " | ".join(
+                f"{label} {metric} {sum(v) / len(v):.2f}"
+                for (label, metric), v in sorted(means.items())
+            )
+            progress.update(task, advance=1, description=summary)
 
         if options.executor == "local" and options.workers == 1:
             from bench.execute import run_cells
