@@ -12,6 +12,7 @@ import torch
 _active: ContextVar[Counter | None] = ContextVar("active_counter", default=None)
 
 COUNTED_CALLS = ("unet", "dec", "enc", "op")
+CALL_COUNT_COLUMNS = [f"{n}_{d}" for n in COUNTED_CALLS for d in ("fwd", "bwd")] + ["opt_iters"]
 
 
 def tally(name: str, n: int = 1) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from bench import metrics
-from bench.counters import COUNTED_CALLS, CountedPrior, counting
+from bench.counters import CALL_COUNT_COLUMNS, CountedPrior, counting
 from bench.data import ImageSource
 from bench.outputs import save_cell_images
 from bench.priors.base import Prior
@@ -160,8 +160,7 @@ def solve_batch(ctx: RunContext, cells: list[Cell], x: torch.Tensor) -> list[dic
             **head.hparams,
             **extra,
         )
-    costs = {f"{n}_{d}": counts[f"{n}_{d}"] for n in COUNTED_CALLS for d in ("fwd", "bwd")}
-    costs["opt_iters"] = counts["opt_iters"]
+    costs = {name: counts[name] for name in CALL_COUNT_COLUMNS}
     with torch.no_grad():
         op_x_hat, op_x = op.forward(x_hat), op.forward(x)
         up = op.upsample_for_encoding

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.counters import CALL_COUNT_COLUMNS
+
 PER_IMAGE_COLUMNS = [
     "solver_label",
     "solver",
@@ -25,15 +27,7 @@ PER_IMAGE_COLUMNS = [
     "consistency_psnr",
     "runtime_s",
     "peak_mem_mb",
-    "unet_fwd",
-    "unet_bwd",
-    "dec_fwd",
-    "dec_bwd",
-    "enc_fwd",
-    "enc_bwd",
-    "op_fwd",
-    "op_bwd",
-    "opt_iters",
+    *CALL_COUNT_COLUMNS,
     "batch",
     "status",
     "error",

@@ -16,6 +16,21 @@ from solvers import registry
 from solvers.common import SolverDiverged
 
 runner = CliRunner()
+ORACLE_SWEEP = [
+    "run",
+    "--prior",
+    "gaussian",
+    "--solvers",
+    "ldps,naive,unconditional",
+    "--deg",
+    "sr4,inpaint",
+    "--images",
+    "3",
+    "--steps",
+    "50",
+    "--set",
+    "ldps.zeta=3",
+]
 REQUIRED = [
     "solver",
     "degradation",
@@ -38,19 +53,7 @@ def bench(*args: str) -> "CliRunner.invoke":
 def oracle_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("oracle")
     result = bench(
-        "run",
-        "--prior",
-        "gaussian",
-        "--solvers",
-        "ldps,naive,unconditional",
-        "--deg",
-        "sr4,inpaint",
-        "--images",
-        "3",
-        "--steps",
-        "50",
-        "--set",
-        "ldps.zeta=3",
+        *ORACLE_SWEEP,
         "--out",
         str(out),
     )
@@ -80,19 +83,7 @@ def test_ldps_uses_the_measurement(oracle_run, deg):
 def test_rerun_resumes_without_recomputing(oracle_run):
     before = (oracle_run / "per_image.csv").read_text()
     result = bench(
-        "run",
-        "--prior",
-        "gaussian",
-        "--solvers",
-        "ldps,naive,unconditional",
-        "--deg",
-        "sr4,inpaint",
-        "--images",
-        "3",
-        "--steps",
-        "50",
-        "--set",
-        "ldps.zeta=3",
+        *ORACLE_SWEEP,
         "--out",
         str(oracle_run),
     )

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from bench import metrics
+from bench.counters import CALL_COUNT_COLUMNS
 from bench.store import PER_IMAGE_COLUMNS, records_dir
 from bench.weights import WeightsMissing, lpips_backbone
 
@@ -34,17 +35,7 @@ PER_IMAGE_METRICS = [
     "runtime_s",
     "peak_mem_mb",
 ]
-CALL_COUNTS = [
-    "unet_fwd",
-    "unet_bwd",
-    "dec_fwd",
-    "dec_bwd",
-    "enc_fwd",
-    "enc_bwd",
-    "op_fwd",
-    "op_bwd",
-    "opt_iters",
-]
+CALL_COUNTS = CALL_COUNT_COLUMNS
 PNG_COLUMNS = ["recon_png", "truth_png", "measurement_png", "grid_png"]
 IMAGE_METRICS = {
     "ssim": metrics.ssim,
