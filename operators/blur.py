@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from operators.checks import check_image, check_positive
 
@@ -42,6 +41,17 @@ def gaussian_kernel(sigma: float, size: int) -> torch.Tensor:
     return torch.outer(k, k)
 
 
+def reflect_correlation_matrix(n: int, kernel_1d: torch.Tensor) -> torch.Tensor:
+    """(n, n) M with (M v)_i = sum_t k_t v[reflect(i + t - r)]: ReflectionPad(r) then correlate."""
+    r = (len(kernel_1d) - 1) // 2
+    taps = torch.arange(n)[:, None] + torch.arange(-r, r + 1)[None, :]
+    source = taps.abs()
+    source = torch.where(source > n - 1, 2 * (n - 1) - source, source)
+    m = torch.zeros(n, n, dtype=kernel_1d.dtype)
+    m.scatter_add_(1, source, kernel_1d.expand(n, -1).clone())
+    return m
+
+
 @dataclass
 class GaussianBlur:
     """Gaussian blur as DPS/SILO do it: a size x size kernel, depthwise, ReflectionPad(size // 2).
@@ -59,7 +69,7 @@ class GaussianBlur:
     name: str = field(default="blur", init=False)
     is_linear: bool = field(default=True, init=False)
     kernel: torch.Tensor = field(init=False, repr=False, compare=False)
-    kernel_1d: torch.Tensor = field(init=False, repr=False, compare=False)
+    matrix: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_positive(self.sigma, "sigma", self.name)
@@ -73,8 +83,9 @@ class GaussianBlur:
                 f"px, got image_size {self.image_size}"
             )
         centre = self.size // 2
-        self.kernel_1d = filtered_delta_1d(self.sigma, self.size)[centre - half : centre + half + 1]
-        self.kernel = torch.outer(self.kernel_1d, self.kernel_1d)
+        kernel_1d = filtered_delta_1d(self.sigma, self.size)[centre - half : centre + half + 1]
+        self.kernel = torch.outer(kernel_1d, kernel_1d)
+        self.matrix = reflect_correlation_matrix(self.image_size, kernel_1d)
 
     @classmethod
     def build(cls, image_size: int, sigma: float = 3.0, size: int = 61) -> GaussianBlur:
@@ -89,16 +100,14 @@ class GaussianBlur:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Depthwise correlation of each RGB channel with the kernel after reflection padding.
 
-        The kernel is the outer product k k^T of scipy's 1-D filtered delta, so the 2-D
-        correlation runs as a row pass then a column pass: the same sums regrouped (2k taps
-        instead of k^2; a float64 depthwise k x k conv is very slow on CPU).
+        The kernel is the outer product k k^T of scipy's 1-D filtered delta and reflection
+        padding is linear, so the whole operator is M x M^T per channel with M the (S, S)
+        matrix of "pad by reflection, then correlate with k": the same sums regrouped, and
+        two small matmuls instead of a k x k depthwise conv (very slow in float64 on CPU).
         """
         check_image(x, self.image_size, self.name)
-        half = self.kernel.shape[-1] // 2
-        k = self.kernel_1d.to(device=x.device, dtype=x.dtype)
-        padded = F.pad(x, (half, half, half, half), mode="reflect")
-        rows = F.conv2d(padded, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
-        return F.conv2d(rows, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+        m = self.matrix.to(device=x.device, dtype=x.dtype)
+        return torch.einsum("hi,bcij,wj->bchw", m, x, m)
 
     def pseudo_transpose(self, y: torch.Tensor) -> torch.Tensor:
         """Identity, as PSLD's code does (not the adjoint, which would blur again)."""
