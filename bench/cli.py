@@ -13,6 +13,7 @@ import tomllib
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,6 +22,7 @@ from bench.executors import run_local, run_submitit, shard_cells
 from bench.priors import PRIOR_DESCRIPTIONS
 from bench.runner import RunOptions, describe_plan, make_plan, save_config
 from bench.store import write_per_image_csv
+from bench.train_operator import TRAIN_OPERATOR_HELP
 from operators import list_degradations
 from solvers import SOLVERS
 
@@ -56,7 +58,7 @@ def list_all() -> None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
 
 
@@ -123,6 +125,9 @@ def run(
     workers: int = typer.Option(_D.workers, min=1, help="local worker processes (1 per GPU)"),
     executor: str = typer.Option(_D.executor, help="local | submitit (SLURM job array)"),
     save_images: bool = typer.Option(_D.save_images, help="write PNGs of every cell"),
+    operators: list[str] = typer.Option(
+        [], help="folder of trained SILO operators (repeatable; default: user cache + shipped)"
+    ),
     force: bool = typer.Option(False, help="recompute cells that already have a record"),
     retry_failed: bool = typer.Option(False, help="recompute cells whose record is a failure"),
     config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
@@ -276,6 +281,53 @@ def report(
         )
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
+
+
+_T = TRAIN_OPERATOR_HELP
+
+
+@app.command("train-operator")
+def train_operator(
+    prior: str = typer.Option(..., help=_T["prior"]),
+    deg: str = typer.Option(..., help=_T["deg"]),
+    data: str | None = typer.Option(None, help=_T["data"]),
+    steps: int = typer.Option(2000, min=1, help=_T["steps"]),
+    batch: int = typer.Option(16, min=1, help=_T["batch"]),
+    lr: float | None = typer.Option(None, help=_T["lr"]),
+    out: Path | None = typer.Option(None, help=_T["out"]),
+    variant: str = typer.Option("preserve", help=_T["variant"]),
+    sigma_max: float | None = typer.Option(None, help=_T["sigma_max"]),
+    loss: str = typer.Option("l1", help=_T["loss"]),
+    seed: int = typer.Option(0, help=_T["seed"]),
+    val_fraction: float = typer.Option(0.05, help=_T["val_fraction"]),
+    checkpoint_every: int = typer.Option(500, min=0, help=_T["checkpoint_every"]),
+    resume: Path | None = typer.Option(None, help=_T["resume"]),
+    device: str = typer.Option("cpu", help=_T["device"]),
+) -> None:
+    """Train SILO's latent operator H(z) ~ E(A(D(z))) for one (prior, degradation)."""
+    from bench.train_operator import train_operator_command
+
+    try:
+        path = train_operator_command(
+            prior,
+            deg,
+            data,
+            steps,
+            batch,
+            lr,
+            out,
+            variant,
+            sigma_max,
+            loss,
+            seed,
+            val_fraction,
+            checkpoint_every,
+            resume,
+            device,
+        )
+    except (ValueError, FileNotFoundError, NotImplementedError) as e:
+        _fail(str(e))
+    console.print(f"operator saved: {path}")
 
 
 @app.command()

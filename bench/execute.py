@@ -99,6 +99,7 @@ def base_record(cell: Cell) -> dict:
         "solver": cell.solver,
         "solver_label": cell.label,
         "hparams": json.dumps(cell.hparams, sort_keys=True),
+        "artifacts": json.dumps(cell.artifacts, sort_keys=True) if cell.artifacts else None,
         "seed": cell.seed,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
@@ -24,6 +26,7 @@ from bench.sweep import (
 )
 from bench.timing import configure_precision
 from operators import build_degradation
+from operators.latent.lookup import FOLDERS_ENV, active_operator_folders, find_operator
 from solvers import get_solver
 
 ORACLE_SAMPLES = 1000  # ids the oracle's own data set offers
@@ -51,6 +54,7 @@ class RunOptions:
     workers: int = 1
     executor: str = "local"
     save_images: bool = True
+    operators: list[str] = field(default_factory=list)
     force: bool = False
     retry_failed: bool = False
 
@@ -64,6 +68,7 @@ class RunOptions:
             self.data,
             Path(self.out),
             self.save_images,
+            tuple(self.operators),
         )
 
 
@@ -130,7 +135,9 @@ def load_run_prior(spec: RunSpec) -> Prior:
 
 
 def build_context(spec: RunSpec, prior: Prior | None = None) -> RunContext:
-    """A worker's context: the prior, its images and where to write."""
+    """A worker's context: the prior, its images, where to write and where operators are."""
+    if spec.operators:  # the environment reaches spawned and SLURM workers too
+        os.environ[FOLDERS_ENV] = os.pathsep.join(spec.operators)
     prior = prior or load_run_prior(spec)
     return RunContext(
         prior=prior,
@@ -181,7 +188,10 @@ def make_plan(options: RunOptions) -> Plan:
     seeds = [int(s) for s in options.seeds.split(",")]
     default_images = None if options.data else ORACLE_DEFAULT_IMAGES
     ids = select_ids(context.source.ids, options.images or default_images)
-    solvers = resolve_solvers(options.solvers, degradations, options.steps, options.set)
+    solvers = [
+        with_artifacts(choice, prior, degradations)
+        for choice in resolve_solvers(options.solvers, degradations, options.steps, options.set)
+    ]
     cells = plan_cells(
         prior=options.prior,
         dataset=context.source.name,
@@ -194,6 +204,22 @@ def make_plan(options: RunOptions) -> Plan:
     out = Path(options.out)
     todo = [c for c in cells if needs_run(out, c, options.force, options.retry_failed)]
     return Plan(options, cells, todo, context, degradations, solvers)
+
+
+def with_artifacts(choice: SolverChoice, prior: Prior, degradations: list[str]) -> SolverChoice:
+    """Put the identity (file name and sha256) of each trained operator a solver loads into its
+    cells' keys, so retraining H reruns SILO; a missing operator fails here, before any solve,
+    with the `bench train-operator` command."""
+    if "latent_operator" not in get_solver(choice.name).needs or hasattr(
+        prior, "exact_latent_operator"
+    ):
+        return choice
+    artifacts = {}
+    for deg in degradations:
+        path = find_operator(prior.name, deg, active_operator_folders())
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        artifacts[deg] = {"latent_operator": f"{path.name}@{digest}"}
+    return replace(choice, artifacts=artifacts)
 
 
 def needs_run(out: Path, cell: Cell, force: bool, retry_failed: bool) -> bool:

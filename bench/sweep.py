@@ -26,6 +26,7 @@ class Cell:
     hparams: dict = field(hash=False)
     seed: int = 0
     solver_label: str = ""  # e.g. "ldps[zeta=3]"; names the row in tables, not part of the key
+    artifacts: dict = field(default_factory=dict, hash=False)  # e.g. the operator file's sha
 
     @property
     def label(self) -> str:
@@ -74,6 +75,7 @@ class SolverChoice:
     name: str
     label: str
     hparams: dict[str, dict]  # degradation spec -> resolved hyperparameters
+    artifacts: dict[str, dict] = field(default_factory=dict)  # degradation spec -> identities
 
 
 def plan_cells(
@@ -91,7 +93,18 @@ def plan_cells(
         choice.label: choice.label if choice.label != choice.name else "" for choice in solvers
     }
     return [
-        Cell(prior, dataset, image, deg, sigma, s.name, s.hparams[deg], seed, label[s.label])
+        Cell(
+            prior,
+            dataset,
+            image,
+            deg,
+            sigma,
+            s.name,
+            s.hparams[deg],
+            seed,
+            label[s.label],
+            s.artifacts.get(deg, {}),
+        )
         for s, deg, sigma, seed, image in itertools.product(
             solvers, degradations, sigmas_01, seeds, image_ids
         )

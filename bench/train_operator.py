@@ -18,6 +18,7 @@ UNet called at the same t the noise was added at, and its bottlenecks get that t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse": F.mse_loss,
 }
 ORACLE_VAL_IMAGES = 64
+LR_SCHEDULES = ("constant", "cosine")
 TRAIN_OPERATOR_HELP: dict[str, str] = {
     "prior": "prior name, alias (sd15, rv51), Hugging Face id or diffusers folder",
     "deg": "degradation spec, e.g. 'sr4' or 'blur:sigma=3,size=61' (see `bench list`)",
@@ -244,6 +246,13 @@ def validation_loss(
     return total / n
 
 
+def scheduled_lr(base: float, step: int, steps: int, schedule: str) -> float:
+    """The learning rate of step `step` of `steps`: constant (silo.md §3) or cosine to 0."""
+    if schedule == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * step / steps))
+    return base
+
+
 def make_optimizer(variant: str, net: nn.Module, lr: float) -> torch.optim.Optimizer:
     """Adam for the CNNs, AdamW with weight decay 0 for readout, no schedule (silo.md §3)."""
     if get_variant(variant).optimizer == "adamw":
@@ -296,8 +305,14 @@ def train_operator(
     resume: Path | None = None,
     prior_id: str | None = None,
     progress: bool = True,
+    lr_schedule: str = "constant",
 ) -> TrainResult:
-    """Train the variant's H for (prior, op) on data; checkpoint to `out` (silo.md §3)."""
+    """Train the variant's H for (prior, op) on data; checkpoint to `out` (silo.md §3).
+
+    `steps` is the total: a resumed run continues from the checkpoint's step up to it. The
+    official recipe keeps the learning rate constant; `lr_schedule="cosine"` decays it to 0
+    over `steps` (not in the paper; it helps the oracle reach a tight fit in few steps).
+    """
     spec = get_variant(variant)
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
@@ -312,7 +327,10 @@ def train_operator(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_network(arch, prior).to(prior.device)
-    optimizer = make_optimizer(variant, net, lr or spec.lr)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+    base_lr = lr or spec.lr
+    optimizer = make_optimizer(variant, net, base_lr)
     rng = torch.Generator().manual_seed(seed)
     metadata = {
         **base_metadata(prior_id, prior, op, arch),
@@ -322,6 +340,7 @@ def train_operator(
         "sigma_scale": "[-1, 1] images",
         "loss": loss,
         "optimizer": spec.optimizer,
+        "lr_schedule": lr_schedule,
         "prompt": getattr(prior, "prompt", None),
         "data": data.describe(),
         "seed": seed,
@@ -333,11 +352,10 @@ def train_operator(
         net.load_state_dict(saved["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
         rng.set_state(saved["rng"]["generator"])
-        step, history = saved["step"], list(saved["metadata"]["history"])
-        metadata["seed"] = saved["metadata"]["seed"]
-    if resume is not None and lr is not None:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        step, history = saved["step"], list(saved["metadata"].get("history", []))
+        base_lr = lr or saved["metadata"].get("lr") or spec.lr
+        keep = ("seed", "steps", "train_loss", "val_loss", "batch")
+        metadata.update({k: saved["metadata"].get(k) for k in keep}, history=history, lr=base_lr)
     reader = UNetFeatureReader(prior_unet(prior)) if spec.input_kind == "unet_features" else None
     val_images = data.validation()
 
@@ -355,11 +373,14 @@ def train_operator(
         TextColumn("loss {task.fields[loss]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=not progress) as bar:
+    saved_at = None
+    with Progress(*columns, console=console, disable=not (progress and console.is_terminal)) as bar:
         task = bar.add_task("train", total=steps, completed=step, loss="-")
         while step < steps:
             step_seed = int(torch.randint(0, 2**62, (1,), generator=rng))
             sigma = sigma_max * float(torch.rand((), generator=rng, dtype=torch.float64))
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(base_lr, step, steps, lr_schedule)
             x = data.batch(step_seed, batch).to(prior.device, prior.dtype)
             with torch.no_grad():
                 s = torch.full((batch,), sigma, dtype=torch.float64)
@@ -382,11 +403,18 @@ def train_operator(
                     val_loss=history[-1]["val_loss"],
                     history=history,
                     batch=batch,
-                    lr=optimizer.param_groups[0]["lr"],
+                    lr=base_lr,
                 )
-                save_checkpoint(
+                saved_at = save_checkpoint(
                     out, net=net, metadata=metadata, optimizer=optimizer, step=step, rng=rng
                 )
+                if progress:
+                    bar.console.print(
+                        f"step {step}/{steps}: train loss {train_loss:.5f}, "
+                        f"val loss {history[-1]['val_loss']:.5f} -> {out}"
+                    )
+    if saved_at is None:  # resumed at or past `steps`: nothing to train, keep the file
+        save_checkpoint(out, net=net, metadata=metadata, optimizer=optimizer, step=step, rng=rng)
     last = history[-1]
     return TrainResult(out, step, last["train_loss"], last["val_loss"], history)
 

@@ -18,6 +18,7 @@ class SolverSpec:
     defaults: dict = field(default_factory=dict)
     task_defaults: dict[str, dict] = field(default_factory=dict)
     cost: Callable[[dict], dict[str, int]] | None = None  # hparams -> network calls per solve
+    needs: tuple[str, ...] = ()  # trained artifacts the solve loads, e.g. ("latent_operator",)
 
     def hparams(self, degradation: str, overrides: dict | None = None) -> dict:
         """Resolved hyperparameters: defaults < per-degradation defaults < user overrides."""
@@ -42,17 +43,21 @@ def register(
     defaults: dict | None = None,
     task_defaults: dict[str, dict] | None = None,
     cost: Callable[[dict], dict[str, int]] | None = None,
+    needs: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Decorator adding a solve function to SOLVERS under `name`.
 
     `cost(hparams)` declares the network calls of one solve ({"unet_fwd": ..., "dec_bwd": ...};
-    an upper bound where optimisers may stop early): `bench run --dry-run` totals it.
+    an upper bound where optimisers may stop early): `bench run --dry-run` totals it. `needs`
+    names trained artifacts (SILO's latent operator) whose identity joins each cell's key.
     """
 
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         if name in SOLVERS:
             raise ValueError(f"solver {name!r} is already registered")
-        SOLVERS[name] = SolverSpec(name, fn, description, defaults or {}, task_defaults or {}, cost)
+        SOLVERS[name] = SolverSpec(
+            name, fn, description, defaults or {}, task_defaults or {}, cost=cost, needs=needs
+        )
         return fn
 
     return wrap

@@ -16,18 +16,27 @@ Deviations from the official code:
 - the official seeds every image with 1000, so all images share z_T and the DDPM noise; here
   z_T depends on (image, seed), which keeps common random numbers across solvers;
 - H's noise conditioning receives sigma on the [-1, 1] scale (the code's config value); how a
-  network embeds it is the operator's business (see operators for the trained variants).
+  network embeds it is the operator's business (operators/latent).
+
+Two input conventions, read from the operator's `input_kind` (plain callables are "z0_hat"):
+"z0_hat" (the CNN variants, H(z0_hat(z_t))) and "unet_features" (readout guidance: H reads the
+up-block features of the eps call at z_t, captured by the operator's `capture()` hooks, so
+the gradient reaches z_t through the UNet activations and not through z0_hat). The UNet
+backward of the readout path is counted as one `unet_bwd` per step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
-from bench.counters import counted
+from bench.counters import counted, tally
 from bench.priors.base import Prior
 from operators.base import Degradation
+from operators.latent.lookup import resolve_trained_operator
 from solvers.common import (
     check_finite,
     ddpm_step,
@@ -44,15 +53,23 @@ from solvers.registry import register
 LatentOperator = Callable[[torch.Tensor, float], torch.Tensor]
 
 
-def resolve_latent_operator(prior: Prior, op: Degradation) -> LatentOperator:
-    """The exact map for the oracle prior; otherwise a clear error naming what is missing."""
+def resolve_latent_operator(
+    prior: Prior, op: Degradation, folders: list[Path] | None = None
+) -> LatentOperator:
+    """The exact map for the oracle prior; else the trained H for (prior, op) from the folders.
+
+    A missing operator raises FileNotFoundError with the `bench train-operator` command.
+    """
     exact = getattr(prior, "exact_latent_operator", None)
     if exact is not None:
         return exact(op)
-    raise FileNotFoundError(
-        f"SILO needs a trained latent operator H for prior {prior.name!r} and degradation "
-        f"{op.name!r}; none is available (trained operators come with `bench train-operator`)"
-    )
+    return resolve_trained_operator(prior, op, folders)
+
+
+def bind_operator(operator: LatentOperator, op: Degradation) -> LatentOperator:
+    """The operator bound to this solve's seeded op (its mask) when it has a `bind` method."""
+    bind = getattr(operator, "bind", None)
+    return bind(op) if bind is not None else operator
 
 
 @register(
@@ -64,6 +81,15 @@ def resolve_latent_operator(prior: Prior, op: Degradation) -> LatentOperator:
         "inpaint-random": {"eta": 1.0, "clamp_w": False},
         "jpeg": {"clamp_w": False},
     },
+    cost=lambda hp: {
+        "unet_fwd": hp["steps"],
+        "unet_bwd": hp["steps"],
+        "op_fwd": hp["steps"],
+        "op_bwd": hp["steps"],
+        "enc_fwd": 1,
+        "dec_fwd": 1,
+    },
+    needs=("latent_operator",),
 )
 def silo(
     prior: Prior,
@@ -80,7 +106,9 @@ def silo(
     latent_operator: LatentOperator | None = None,
 ) -> torch.Tensor:
     """SILO Algorithm 1 with the official code's gradient clamp and unsquared norm."""
-    h = counted("op", latent_operator or resolve_latent_operator(prior, op))
+    operator = bind_operator(latent_operator or resolve_latent_operator(prior, op), op)
+    reads_features = getattr(operator, "input_kind", "z0_hat") == "unet_features"
+    h = counted("op", operator)
     with torch.no_grad():
         w = prior.encode(op.upsample_for_encoding(y), sample=encoder_sample, generator=generator)
     if clamp_w:
@@ -89,9 +117,13 @@ def silo(
     z = initial_latent(prior, generator)
     for i, t, abar, abar_prev in schedule:
         z = z.detach().requires_grad_(True)
-        eps = prior.eps(z, t.expand(z.shape[0]))
+        with operator.capture() if reads_features else nullcontext() as features:
+            eps = prior.eps(z, t.expand(z.shape[0]))
         z0 = x0_hat(z, eps, abar)
         z_prev = ddpm_step(z.detach(), z0.detach(), abar, abar_prev, step_noise(prior, generator))
-        g = grad_wrt(per_sample_norm(w - h(z0, sigma_pm1)), z)
+        w_hat = h(features if reads_features else z0, sigma_pm1)
+        if reads_features and w_hat.requires_grad:
+            w_hat.register_hook(lambda grad: tally("unet_bwd"))
+        g = grad_wrt(per_sample_norm(w - w_hat), z)
         z = check_finite(z_prev - eta * g.clamp(-grad_clamp, grad_clamp), i)
     return finalize(prior, z.detach())
