@@ -42,6 +42,8 @@ class Cell:
         """The canonical configuration the key hashes."""
         config = asdict(self)
         del config["solver_label"]
+        if not config["artifacts"]:  # keys of solvers without trained artifacts stay as they were
+            del config["artifacts"]
         return {**config, "code_version": CODE_VERSION}
 
     @property

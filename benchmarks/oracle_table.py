@@ -20,6 +20,7 @@ SOLVERS = "naive,unconditional,ldps,gml-dps,psld,resample,silo"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--solvers", default=SOLVERS, help="solver rows (bracket overrides ok)")
     parser.add_argument("--images", default="8")
     parser.add_argument("--sigma", default="0.01")
     parser.add_argument("--deg", default="sr4,blur,inpaint")
@@ -34,7 +35,7 @@ def main() -> None:
         "--prior",
         "gaussian",
         "--solvers",
-        SOLVERS,
+        args.solvers,
         "--deg",
         args.deg,
         "--images",
