@@ -1,9 +1,13 @@
 """Shared fixtures: a tiny random SD pipeline folder, built once per test session."""
 
-from pathlib import Path
+import os
 
-import pytest
-from tiny_sd import build_tiny_sd
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any hub import: tests never go online
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from tiny_sd import build_tiny_sd  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -113,7 +113,8 @@ def test_every_solver_sees_the_same_measurement():
         (["--solvers", "naive", "--deg", "blur:radius=3"], "sigma"),
         (["--solvers", "naive", "--set", "ldps.zeta=2"], "not in --solvers"),
         (["--solvers", "ldps", "--set", "ldps.mystery=2"], "valid: "),
-        (["--solvers", "naive", "--prior", "embedded"], "not shipped yet"),
+        (["--solvers", "naive", "--prior", "/no/such/model"], "/no/such/model"),
+        (["--solvers", "naive", "--prior", "sd15"], "hf download"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, args, message):

@@ -1,0 +1,153 @@
+"""The shipped embedded prior: it loads, runs, is frozen and small; its data and recipe work."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.models.resnet import ResnetBlock2D
+
+from bench.embedded_data import (
+    HELDOUT_PHOTOS,
+    TRAINING_PHOTOS,
+    embedded_heldout_source,
+    random_crops,
+)
+from bench.priors import load_prior
+from bench.priors.base import Prior
+from bench.priors.embedded import (
+    REBUILD,
+    WEIGHTS_DIR,
+    EmbeddedWeightsMissing,
+    PromptEmbedding,
+    load_embedded_prior,
+)
+from bench.priors.schedule import SD_SCHEDULER_CONFIG
+
+RECIPE = Path(__file__).parents[1] / "benchmarks" / "train_embedded.py"
+
+
+@pytest.fixture(scope="module")
+def prior() -> Prior:
+    """The shipped prior, loaded once through the registry."""
+    return load_prior("embedded")
+
+
+def _recipe():
+    """benchmarks/train_embedded.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("train_embedded", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_loads_as_sd_shaped_prior(prior: Prior) -> None:
+    """float32 (upcast from fp16), 64 px, latents (4, 16, 16), SD schedule, a diffusers UNet."""
+    assert isinstance(prior, Prior)
+    assert prior.name == "embedded"
+    assert prior.image_size == 64 and prior.latent_shape == (4, 16, 16)
+    assert prior.dtype == torch.float32
+    assert prior.alphas_cumprod.shape == (1000,)
+    assert prior.scheduler_config["beta_schedule"] == "scaled_linear"
+    unet = prior.modules()["unet"]
+    assert isinstance(unet, UNet2DConditionModel)
+    assert any(isinstance(m, ResnetBlock2D) for m in unet.up_blocks.modules())
+    assert isinstance(prior.modules()["vae"], AutoencoderKL)
+    assert 0.1 < prior.scaling_factor < 10
+
+
+def test_all_parameters_frozen(prior: Prior) -> None:
+    """No network parameter takes gradients; all are float32."""
+    for module in prior.modules().values():
+        for p in module.parameters():
+            assert not p.requires_grad and p.dtype == torch.float32
+
+
+def test_eps_encode_decode_run(prior: Prior) -> None:
+    """Shapes, finiteness, deterministic sampled encoding and a differentiable decoder."""
+    x = embedded_heldout_source(64).load("coffee_0")[None].repeat(2, 1, 1, 1)
+    gens = [torch.Generator().manual_seed(k) for k in (1, 1)]
+    with torch.no_grad():
+        z = prior.encode(x, sample=True, generator=gens)
+        eps = prior.eps(z, torch.tensor([10, 900]))
+    assert z.shape == (2, *prior.latent_shape) and torch.equal(z[0], z[1])
+    assert eps.shape == z.shape and torch.isfinite(eps).all()
+    zg = z.clone().requires_grad_(True)
+    xd = prior.decode(zg)
+    assert xd.shape == x.shape
+    xd.square().mean().backward()
+    assert zg.grad is not None and torch.isfinite(zg.grad).all()
+
+
+def test_shipped_size_and_files() -> None:
+    """Every shipped file is there and all of them weigh under 25 MB together."""
+    files = [p for p in WEIGHTS_DIR.rglob("*") if p.is_file()]
+    assert {"training.json", "prompt_embedding.safetensors"} <= {p.name for p in files}
+    assert sum(p.stat().st_size for p in files) < 25e6
+
+
+def test_missing_weights_name_the_file_and_the_recipe(tmp_path: Path) -> None:
+    """A missing file gives an error naming it and the command that rebuilds it."""
+    with pytest.raises(EmbeddedWeightsMissing) as err:
+        load_embedded_prior(folder=tmp_path)
+    assert "vae/config.json" in str(err.value) and REBUILD in str(err.value)
+
+
+def test_heldout_source_is_fixed_and_held_out() -> None:
+    """16 fixed crops of photos never trained on, (3, 64, 64) in [-1, 1], reproducible."""
+    assert not set(HELDOUT_PHOTOS) & set(TRAINING_PHOTOS)
+    source = embedded_heldout_source(64)
+    assert len(source.ids) == 16 and source.ids[0] == "coffee_0" and "chelsea_7" in source.ids
+    a, b = source.load("chelsea_3"), embedded_heldout_source(64).load("chelsea_3")
+    assert a.shape == (3, 64, 64) and torch.equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1 and a.std() > 0.05
+    with pytest.raises(KeyError):
+        source.load("astronaut_0")
+
+
+def test_random_crops() -> None:
+    """Augmented training crops are reproducible and in range."""
+    photos = {"p": torch.rand(3, 50, 70) * 2 - 1}
+    a = random_crops(photos, 3, 16, torch.Generator().manual_seed(0))
+    b = random_crops(photos, 3, 16, torch.Generator().manual_seed(0))
+    assert a.shape == (3, 3, 16, 16) and torch.equal(a, b) and a.abs().max() <= 1
+
+
+def test_training_steps_run_on_a_tiny_config() -> None:
+    """One VAE and one UNet optimisation step of the recipe on tiny models (no training)."""
+    recipe = _recipe()
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16],
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        mid_block_add_attention=False,
+    )
+    loss, parts = recipe.vae_loss(vae, torch.rand(2, 3, 16, 16) * 2 - 1)
+    loss.backward()
+    assert torch.isfinite(loss) and set(parts) == {"l1", "mse", "kl"}
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=8,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    prompt = PromptEmbedding(tokens=2, dim=8)
+    opt = torch.optim.AdamW([*unet.parameters(), *prompt.parameters()], lr=1e-3)
+    scheduler = DDPMScheduler.from_config(SD_SCHEDULER_CONFIG)
+    gen = torch.Generator().manual_seed(0)
+    loss = recipe.unet_loss(unet, prompt, scheduler, torch.randn(2, 4, 8, 8), gen)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and prompt.embedding.grad is not None
+    assert recipe.lr_at(0, 100, 1.0) < recipe.lr_at(99, 100, 1.0) <= 1.0
