@@ -110,14 +110,24 @@ def run(
     ctx: typer.Context,
     solvers: str = typer.Option(_D.solvers, help="solvers, e.g. 'silo,psld[omega=0.5]'"),
     deg: str = typer.Option(_D.deg, help="degradation specs, e.g. 'sr4,blur:sigma=2,size=31'"),
-    prior: str = typer.Option(_D.prior, help="prior name, alias (sd15, rv51), HF id or folder"),
-    data: str | None = typer.Option(None, help="folder of images (default: the prior's samples)"),
+    prior: str = typer.Option(
+        _D.prior, help="embedded (default), gaussian, sd15, rv51, a Hugging Face id or a folder"
+    ),
+    data: str | None = typer.Option(
+        None, help="folder of images (default: the embedded held-out crops / oracle samples)"
+    ),
     images: str | None = typer.Option(None, help="N (first N), a:b, or ids (default: 8 / all)"),
     sigma: str = typer.Option(_D.sigma, help="noise std on the [0,1] scale, comma-separated"),
     seeds: str = typer.Option(_D.seeds, help="comma-separated seeds"),
-    steps: int | None = typer.Option(None, help="diffusion steps for every solver that has them"),
+    steps: int | None = typer.Option(
+        None,
+        help="diffusion steps for every solver that has them (default: official lengths; "
+        "the embedded prior: 100)",
+    ),
     set_: list[str] = typer.Option([], "--set", help="solver overrides, e.g. ldps.zeta=2"),
-    batch: int = typer.Option(_D.batch, min=1, help="images per solve"),
+    batch: int | None = typer.Option(
+        None, min=1, help="images per solve (default 1; the embedded prior: 8)"
+    ),
     prompt: str = typer.Option(_D.prompt, help="text prompt for diffusers priors"),
     device: str = typer.Option(_D.device, help="torch device (cpu, cuda, cuda:1)"),
     precision: str = typer.Option(_D.precision, help="fp32 (TF32 off) | tf32 | bf16"),

@@ -152,3 +152,17 @@ def embedded_heldout_source(size: int = 64) -> ImageSource:
         return heldout_crop(cache[photo], cy, cx, side, size)
 
     return ImageSource(f"embedded-heldout-{size}", ids, load)
+
+
+def embedded_training_source(size: int = 64, count: int = 512, seed: int = 0) -> ImageSource:
+    """Fixed random crops of the training photos (as the prior saw them), ids "train_0000"..."""
+    ids = [f"train_{i:04d}" for i in range(count)]
+    crops: list[torch.Tensor] = []
+
+    def load(image_id: str) -> torch.Tensor:
+        if not crops:
+            generator = torch.Generator().manual_seed(seed)
+            crops.extend(random_crops(embedded_training_photos(), count, size, generator))
+        return crops[ids.index(image_id)]
+
+    return ImageSource(f"embedded-train-{size}", ids, load)

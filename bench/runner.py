@@ -39,14 +39,14 @@ class RunOptions:
 
     solvers: str = ""
     deg: str = "inpaint"
-    prior: str = "gaussian"
+    prior: str = "embedded"
     data: str | None = None
     images: str | None = None
     sigma: str = "0.01"
     seeds: str = "0"
     steps: int | None = None
     set: list[str] = field(default_factory=list)
-    batch: int = 1
+    batch: int | None = None
     prompt: str = ""
     device: str = "cpu"
     precision: str = "fp32"
@@ -119,8 +119,11 @@ def resolve_solvers(
 
 
 def image_source(prior: Prior, data: str | None) -> ImageSource:
-    """--data FOLDER, or the prior's own samples (the oracle's data set)."""
-    return folder_images(data, prior.image_size) if data else prior_samples(prior, ORACLE_SAMPLES)
+    """--data FOLDER, else the prior's default set (embedded: held-out crops; oracle: samples)."""
+    if data:
+        return folder_images(data, prior.image_size)
+    default = getattr(prior, "default_source", None)
+    return default() if default else prior_samples(prior, ORACLE_SAMPLES)
 
 
 def load_run_prior(spec: RunSpec) -> Prior:
@@ -188,6 +191,9 @@ def make_plan(options: RunOptions) -> Plan:
     seeds = [int(s) for s in options.seeds.split(",")]
     default_images = None if options.data else ORACLE_DEFAULT_IMAGES
     ids = select_ids(context.source.ids, options.images or default_images)
+    run_defaults = getattr(prior, "run_defaults", {})
+    options.steps = options.steps or run_defaults.get("steps")
+    options.batch = options.batch or run_defaults.get("batch", 1)
     solvers = [
         with_artifacts(choice, prior, degradations)
         for choice in resolve_solvers(options.solvers, degradations, options.steps, options.set)

@@ -443,6 +443,8 @@ def train_operator_command(
         source: TrainingData = ImageSourceData(folder_images(data, model.image_size), val_fraction)
     elif hasattr(model, "sample_images"):
         source = PriorSampleData(model)
+    elif hasattr(model, "training_source"):
+        source = ImageSourceData(model.training_source(), val_fraction)
     else:
         raise ValueError(f"prior {prior!r} cannot sample its own training images; pass --data DIR")
     result = train_operator(

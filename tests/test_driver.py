@@ -45,7 +45,7 @@ def stable(frame: pd.DataFrame) -> pd.DataFrame:
 def test_config_file_fills_options_and_cli_wins(tmp_path):
     config = tmp_path / "sweep.toml"
     config.write_text(
-        'solvers = ["naive", "ldps"]\ndeg = "sr4"\nimages = "2"\nsteps = 5\n'
+        'prior = "gaussian"\nsolvers = ["naive", "ldps"]\ndeg = "sr4"\nimages = "2"\nsteps = 5\n'
         f'out = "{tmp_path / "from_file"}"\nset = ["ldps.zeta=2"]\n'
     )
     bench("run", "--config", str(config), "--images", "1")
@@ -59,7 +59,9 @@ def test_config_file_fills_options_and_cli_wins(tmp_path):
 
 def test_yaml_config_and_unknown_key(tmp_path):
     good = tmp_path / "a.yaml"
-    good.write_text(f"solvers: naive\ndeg: inpaint\nimages: 1\nout: {tmp_path / 'y'}\n")
+    good.write_text(
+        f"prior: gaussian\nsolvers: naive\ndeg: inpaint\nimages: 1\nout: {tmp_path / 'y'}\n"
+    )
     bench("run", "--config", str(good))
     assert len(records(tmp_path / "y")) == 1
     bad = tmp_path / "b.yaml"
@@ -71,6 +73,8 @@ def test_yaml_config_and_unknown_key(tmp_path):
 def test_dry_run_plans_without_running(tmp_path):
     result = bench(
         "run",
+        "--prior",
+        "gaussian",
         "--solvers",
         "ldps,naive",
         "--deg",
@@ -90,6 +94,8 @@ def test_dry_run_plans_without_running(tmp_path):
 def test_solver_rows_with_bracket_overrides(tmp_path):
     bench(
         "run",
+        "--prior",
+        "gaussian",
         "--solvers",
         "ldps[zeta=3],ldps",
         "--deg",
@@ -110,6 +116,8 @@ def test_solver_rows_with_bracket_overrides(tmp_path):
 def test_records_are_honest_about_time_memory_and_environment(tmp_path):
     bench(
         "run",
+        "--prior",
+        "gaussian",
         "--solvers",
         "ldps",
         "--deg",
@@ -175,7 +183,18 @@ def test_sixteen_bit_scale_is_kept(tmp_path):
     assert image.mean().item() == pytest.approx(32768 / 65535 * 2 - 1, abs=1e-3)
 
 
-SWEEP = ["--solvers", "ldps,naive", "--deg", "sr4,inpaint", "--images", "3", "--steps", "8"]
+SWEEP = [
+    "--prior",
+    "gaussian",
+    "--solvers",
+    "ldps,naive",
+    "--deg",
+    "sr4,inpaint",
+    "--images",
+    "3",
+    "--steps",
+    "8",
+]
 
 
 def test_local_workers_match_a_single_process(tmp_path):

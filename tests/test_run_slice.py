@@ -118,7 +118,7 @@ def test_every_solver_sees_the_same_measurement():
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, args, message):
-    result = runner.invoke(app, ["run", *args, "--out", str(tmp_path)])
+    result = runner.invoke(app, ["run", "--prior", "gaussian", *args, "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert message in result.output
 
@@ -168,7 +168,17 @@ def test_divergence_is_recorded_with_its_step(tmp_path, monkeypatch):
 
     _patched_solver(monkeypatch, diverging)
     result = bench(
-        "run", "--solvers", "naive", "--deg", "sr4", "--images", "2", "--out", str(tmp_path)
+        "run",
+        "--prior",
+        "gaussian",
+        "--solvers",
+        "naive",
+        "--deg",
+        "sr4",
+        "--images",
+        "2",
+        "--out",
+        str(tmp_path),
     )
     assert result.exit_code == 0
     frame = pd.read_csv(tmp_path / "per_image.csv")
@@ -186,7 +196,19 @@ def test_ctrl_c_keeps_finished_cells_and_resumes(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     _patched_solver(monkeypatch, interrupted_on_third)
-    args = ["run", "--solvers", "naive", "--deg", "sr4", "--images", "4", "--out", str(tmp_path)]
+    args = [
+        "run",
+        "--prior",
+        "gaussian",
+        "--solvers",
+        "naive",
+        "--deg",
+        "sr4",
+        "--images",
+        "4",
+        "--out",
+        str(tmp_path),
+    ]
     assert runner.invoke(app, args).exit_code == 130
     assert len(pd.read_csv(tmp_path / "per_image.csv")) == 2
     monkeypatch.setitem(registry.SOLVERS, "naive", registry.SolverSpec("naive", real, ""))

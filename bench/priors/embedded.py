@@ -14,6 +14,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import load_file
 
+from bench.data import ImageSource
+from bench.embedded_data import embedded_heldout_source, embedded_training_source
 from bench.priors.diffusers_prior import DiffusersPrior
 from bench.priors.schedule import SD_SCHEDULER_CONFIG
 
@@ -78,6 +80,10 @@ class PromptEmbedding(torch.nn.Module):
 class EmbeddedPrior(DiffusersPrior):
     """DiffusersPrior whose prompt is a shipped embedding: eps/encode/decode are SD's code."""
 
+    # `bench run` defaults sized for a 2-core CPU (a few minutes per solver on the 16 crops);
+    # the solvers' official lengths apply whenever --steps is given.
+    run_defaults = {"steps": 100, "batch": 8}
+
     def __init__(
         self,
         unet: UNet2DConditionModel,
@@ -93,6 +99,14 @@ class EmbeddedPrior(DiffusersPrior):
         """The model is unconditional: every prompt maps to the shipped embedding."""
         self.prompt = prompt
         self.prompt_embedding = self.text_encoder().to(self.device, self.dtype)
+
+    def default_source(self) -> ImageSource:
+        """The data set `bench run` uses without --data: fixed crops of the held-out photos."""
+        return embedded_heldout_source(self.image_size)
+
+    def training_source(self) -> ImageSource:
+        """What `bench train-operator` trains on without --data: crops of the training photos."""
+        return embedded_training_source(self.image_size)
 
 
 def load_embedded_prior(
