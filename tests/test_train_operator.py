@@ -25,6 +25,7 @@ from operators import build_degradation, measure
 from operators.latent import (
     LearnedLatentOperator,
     build_network,
+    export_for_shipping,
     find_operator,
     load_operator,
     network_architecture,
@@ -202,3 +203,18 @@ def test_command_function_writes_where_lookup_looks(monkeypatch, tmp_path, tiny_
     assert set(TRAIN_OPERATOR_HELP) >= {"prior", "deg", "steps", "resume", "variant"}
     with pytest.raises(ValueError, match="pass --data"):
         train_operator_command(str(tiny_sd), "sr4", None, *args)
+
+
+def test_shipping_export_is_fp16_weights_only_and_loads(tiny_prior, photos, tmp_path):
+    result = tiny_run(tiny_prior, photos, tmp_path / "full.pt")
+    slim = export_for_shipping(result.path, tmp_path / "slim.pt")
+    payload = read_checkpoint(slim)
+    assert payload["optimizer"] is None and payload["rng"] is None
+    assert all(
+        v.dtype == torch.float16 for v in payload["state_dict"].values() if v.is_floating_point()
+    )
+    assert slim.stat().st_size < result.path.stat().st_size / 2
+    op = build_degradation("sr4", 16)
+    z = torch.randn(2, *tiny_prior.latent_shape)
+    full, small = load_operator(result.path, tiny_prior, op), load_operator(slim, tiny_prior, op)
+    torch.testing.assert_close(small(z, 0.02), full(z, 0.02), atol=5e-3, rtol=5e-3)

@@ -2,6 +2,7 @@
 
 from operators.latent.checkpoint import (
     FORMAT,
+    export_for_shipping,
     load_operator,
     read_checkpoint,
     save_checkpoint,
@@ -45,6 +46,7 @@ __all__ = [
     "operator_filename",
     "parameter_count",
     "read_checkpoint",
+    "export_for_shipping",
     "resolve_trained_operator",
     "save_checkpoint",
     "train_command",

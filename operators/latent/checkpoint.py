@@ -75,6 +75,27 @@ def save_checkpoint(
     return path
 
 
+def export_for_shipping(path: Path, out: Path) -> Path:
+    """A weights-only copy of a checkpoint (no optimizer or RNG state, fp16 tensors) for the
+    package's shipped operators; loading upcasts to the network's dtype. Not resumable."""
+    payload = read_checkpoint(path)
+    slim = {
+        "state_dict": {
+            k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
+        },
+        "metadata": {**payload["metadata"], "exported_fp16": True},
+        "optimizer": None,
+        "step": payload["step"],
+        "rng": None,
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    torch.save(slim, tmp)
+    os.replace(tmp, out)
+    return out
+
+
 def read_checkpoint(path: Path) -> dict:
     """The checkpoint dict (tensors on the CPU); a ValueError if it is not an operator file."""
     path = Path(path)
