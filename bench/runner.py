@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
@@ -252,12 +253,17 @@ def describe_plan(plan: Plan) -> list[dict]:
         )
         row["cells"] += 1
     for cell in plan.todo:
-        row = rows[(cell.label, cell.degradation, cell.sigma_01)]
-        row["to_run"] += 1
-        cost = get_solver(cell.solver).cost
-        calls = cost(cell.hparams) if cost else {}
+        rows[(cell.label, cell.degradation, cell.sigma_01)]["to_run"] += 1
+    batch = plan.options.batch or 1
+    for _, group in groupby(sorted(plan.todo, key=lambda c: c.group), key=lambda c: c.group):
+        group = list(group)
+        head = group[0]
+        cost = get_solver(head.solver).cost
+        calls = cost(head.hparams) if cost else {}
+        solves = -(-len(group) // batch)  # batched calls count once per solve
+        row = rows[(head.label, head.degradation, head.sigma_01)]
         for column, names in CALL_COLUMNS.items():
-            row[column] += sum(calls.get(n, 0) for n in names) / plan.options.batch
+            row[column] += solves * sum(calls.get(n, 0) for n in names)
     return list(rows.values())
 
 
