@@ -16,6 +16,14 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
 
 
+@pytest.fixture(scope="session")
+def tiny_prior(tiny_sd: Path):
+    """The tiny pipeline loaded the way a user's folder is (prompt "a photo")."""
+    from bench.priors import load_prior
+
+    return load_prior(str(tiny_sd), prompt="a photo")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tests run tiny float64 ops, where 2 threads cost ~10x in overhead; xdist uses the cores."""

@@ -10,7 +10,6 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from bench.counters import CountedPrior, counting
-from bench.priors import load_prior
 from bench.priors.gaussian import GaussianPrior
 from bench.sweep import canonical_spec
 from operators import build_degradation, measure
@@ -49,20 +48,6 @@ SD15_UNET = {
     "layers_per_block": 2,
 }
 STEPS = 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions on two shared cores run far faster single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_prior(tiny_sd: Path):
-    return load_prior(str(tiny_sd))
 
 
 def gens(*seeds: int) -> list[torch.Generator]:

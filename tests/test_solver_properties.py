@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from bench.counters import CountedPrior, counting
-from bench.priors import load_prior
 from bench.priors.gaussian import GaussianPrior
 from operators import build_degradation, measure
 from solvers import SOLVERS, SolverDiverged, get_solver
@@ -65,11 +64,6 @@ def test_deterministic_per_seed(oracle, name):
     if name != "naive":  # the naive row is deterministic by design
         assert not torch.allclose(first, solve(name, oracle, op, y, [3, 4]))
     assert first.min() >= -1 and first.max() <= 1
-
-
-@pytest.fixture(scope="module")
-def tiny_prior(tiny_sd):
-    return load_prior(str(tiny_sd), prompt="a photo")
 
 
 def tiny_extra(name: str) -> dict:

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from bench.data import folder_images
-from bench.priors import load_prior
 from bench.priors.gaussian import GaussianPrior
 from bench.seeding import generator_for
 from bench.train_operator import (
@@ -32,20 +31,6 @@ from operators.latent import (
     read_checkpoint,
 )
 from solvers.silo import silo
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions on two shared cores run far faster single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_prior(tiny_sd: Path):
-    return load_prior(str(tiny_sd))
 
 
 @pytest.fixture(scope="module")
