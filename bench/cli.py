@@ -162,6 +162,8 @@ def run(
             )
         )
     _out_console().print(table)
+    for (solver, deg), why in plan.skipped.items():
+        console.print(f"skipped {solver} x {deg}: {escape(why)}")
     done = len(plan.cells) - len(plan.todo)
     console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")
     if dry_run:
@@ -313,6 +315,7 @@ def train_operator(
     checkpoint_every: int = typer.Option(500, min=0, help=_T["checkpoint_every"]),
     resume: Path | None = typer.Option(None, help=_T["resume"]),
     device: str = typer.Option("cpu", help=_T["device"]),
+    widths: str | None = typer.Option(None, help=_T["widths"]),
 ) -> None:
     """Train SILO's latent operator H(z) ~ E(A(D(z))) for one (prior, degradation)."""
     from bench.train_operator import train_operator_command
@@ -334,6 +337,7 @@ def train_operator(
             checkpoint_every,
             resume,
             device,
+            widths,
         )
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         _fail(str(e))

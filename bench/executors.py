@@ -59,8 +59,9 @@ def run_shard(spec: RunSpec, cells: list[Cell], batch: int = 1) -> int:
     return len(run_cells(_context(spec), cells, batch=batch))
 
 
-def _init_worker(devices: list[str], counter) -> None:
-    """Pin each local worker to one device before CUDA initialises (one process per GPU)."""
+def _init_worker(devices: list[str], counter, cpu_threads: int) -> None:
+    """Pin each local worker to one device before CUDA initialises (one process per GPU);
+    CPU workers share the cores (cpu_threads torch threads each, not all cores each)."""
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -68,6 +69,10 @@ def _init_worker(devices: list[str], counter) -> None:
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
     os.environ["BENCH_WORKER_DEVICE"] = "cuda" if device.startswith("cuda") else device
+    if device == "cpu":
+        import torch
+
+        torch.set_num_threads(cpu_threads)
 
 
 def _star_run(args: tuple) -> int:
@@ -88,7 +93,9 @@ def run_local(
         return
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(devices, counter)) as pool:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    init = (devices, counter, threads)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
         yield from pool.imap_unordered(_star_run, [(spec, s, batch) for s in shards])
 
 

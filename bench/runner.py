@@ -161,6 +161,7 @@ class Plan:
     context: RunContext
     degradations: list[str]
     solvers: list[SolverChoice]
+    skipped: dict[tuple[str, str], str] = field(default_factory=dict)  # (solver, deg) -> why
 
     def config(self) -> dict:
         """The resolved configuration saved next to the results."""
@@ -169,6 +170,9 @@ class Plan:
             "degradations": self.degradations,
             "solvers": [asdict(s) for s in self.solvers],
             "images": sorted({c.image_id for c in self.cells}),
+            "skipped": [
+                {"solver": s, "degradation": d, "why": w} for (s, d), w in self.skipped.items()
+            ],
             "dataset": self.context.source.name,
             "env": self.context.env,
         }
@@ -208,9 +212,26 @@ def make_plan(options: RunOptions) -> Plan:
         solvers=solvers,
         seeds=seeds,
     )
+    cells, skipped = drop_unsupported(cells, prior.image_size)
+    if not cells:
+        raise ValueError("nothing to run:\n  " + "\n  ".join(skipped.values()))
     out = Path(options.out)
     todo = [c for c in cells if needs_run(out, c, options.force, options.retry_failed)]
-    return Plan(options, cells, todo, context, degradations, solvers)
+    return Plan(options, cells, todo, context, degradations, solvers, skipped)
+
+
+def drop_unsupported(
+    cells: list[Cell], image_size: int
+) -> tuple[list[Cell], dict[tuple[str, str], str]]:
+    """The cells whose solver supports their degradation, and why each other (solver, deg) not."""
+    ops = {d: build_degradation(d, image_size) for d in {c.degradation for c in cells}}
+    reasons: dict[tuple[str, str], str | None] = {}
+    for c in cells:
+        if (c.label, c.degradation) not in reasons:
+            why = get_solver(c.solver).why_unsupported(ops[c.degradation], c.hparams)
+            reasons[(c.label, c.degradation)] = why
+    kept = [c for c in cells if reasons[(c.label, c.degradation)] is None]
+    return kept, {k: why for k, why in reasons.items() if why is not None}
 
 
 def with_artifacts(choice: SolverChoice, prior: Prior, degradations: list[str]) -> SolverChoice:

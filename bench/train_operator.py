@@ -72,7 +72,18 @@ TRAIN_OPERATOR_HELP: dict[str, str] = {
     "checkpoint_every": "save and validate every N steps (0: only at the end)",
     "resume": "checkpoint to continue from (restores weights, optimizer, RNG and step)",
     "device": "torch device",
+    "widths": "preserve CNN base,middle channels (default 48,128, the reference's)",
 }
+
+
+def parse_widths(text: str | None) -> tuple[int, int] | None:
+    """'32,96' -> (32, 96); None stays None (the reference widths)."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--widths takes BASE,MIDDLE channel counts, e.g. 32,96; got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def augmentation(size: int) -> v2.Compose:
@@ -306,6 +317,7 @@ def train_operator(
     prior_id: str | None = None,
     progress: bool = True,
     lr_schedule: str = "constant",
+    widths: tuple[int, int] | None = None,
 ) -> TrainResult:
     """Train the variant's H for (prior, op) on data; checkpoint to `out` (silo.md §3).
 
@@ -322,7 +334,7 @@ def train_operator(
     sigma_max = spec.sigma_max if sigma_max is None else sigma_max
     if sigma_max < 0:
         raise ValueError(f"--sigma-max must be >= 0, got {sigma_max}")
-    arch = network_architecture(variant, prior, op)
+    arch = network_architecture(variant, prior, op, widths)
     out = Path(out) if out is not None else default_out(prior_id, op, variant)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -435,8 +447,10 @@ def train_operator_command(
     checkpoint_every: int = 500,
     resume: Path | None = None,
     device: str = "cpu",
+    widths: str | None = None,
 ) -> Path:
     """`bench train-operator`: load the prior (empty prompt) and data, train, return the file."""
+    channel_widths = parse_widths(widths)
     model = load_prior(prior, device=device)
     op = build_degradation(deg, model.image_size)
     if data is not None:
@@ -462,6 +476,7 @@ def train_operator_command(
         checkpoint_every=checkpoint_every,
         resume=resume,
         prior_id=prior,
+        widths=channel_widths,
     )
     Console(stderr=True).print(
         f"latent operator ({variant}) for {prior} / {canonical_spec(op)}: step {result.step}, "

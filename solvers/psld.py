@@ -130,6 +130,17 @@ def glued_dps(
     return finalize(prior, z.detach())
 
 
+def linear_only(op: Degradation, hparams: dict) -> str | None:
+    """Why PSLD cannot run a nonlinear `op` (it has no A^T to glue with), or None."""
+    if op.is_linear or hparams.get("allow_nonlinear"):
+        return None
+    return (
+        f"PSLD is linear-only: {op.name!r} is not a linear operator and has no A^T; set "
+        "allow_nonlinear=true (psld[allow_nonlinear=true]) for the non-official variant with "
+        "A^T := identity"
+    )
+
+
 @register(
     "psld",
     description="PSLD: DDIM + grad of omega ||y - A(x_hat) - n'|| + gamma ||E(glued x_hat) - z0||",
@@ -148,6 +159,7 @@ def glued_dps(
         "inpaint-random": BOX_WEIGHTS,
     },
     cost=glued_dps_cost,
+    unsupported=linear_only,
 )
 def psld(
     prior: Prior,
@@ -164,15 +176,10 @@ def psld(
     allow_nonlinear: bool = False,
 ) -> torch.Tensor:
     """PSLD (baselines.md §4.3): `glued_dps` with x_glue = A^T y + (I - A^T A) x_hat."""
-    if op.is_linear:
-        transpose = op.pseudo_transpose
-    elif allow_nonlinear:
-        transpose = identity
-    else:
-        raise ValueError(
-            f"PSLD is linear-only: {op.name!r} is not a linear operator and has no A^T; pass "
-            "allow_nonlinear=True for the non-official variant with A^T := identity"
-        )
+    refusal = linear_only(op, {"allow_nonlinear": allow_nonlinear})
+    if refusal:
+        raise ValueError(refusal)
+    transpose = op.pseudo_transpose if op.is_linear else identity
     return glued_dps(
         prior,
         op,

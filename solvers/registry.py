@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from operators.base import Degradation
+
 
 @dataclass(frozen=True)
 class SolverSpec:
@@ -19,6 +21,11 @@ class SolverSpec:
     task_defaults: dict[str, dict] = field(default_factory=dict)
     cost: Callable[[dict], dict[str, int]] | None = None  # hparams -> network calls per solve
     needs: tuple[str, ...] = ()  # trained artifacts the solve loads, e.g. ("latent_operator",)
+    unsupported: Callable[[Degradation, dict], str | None] | None = None  # (op, hparams) -> why
+
+    def why_unsupported(self, op: Degradation, hparams: dict) -> str | None:
+        """Why this solver cannot run `op` with these hyperparameters, or None if it can."""
+        return self.unsupported(op, hparams) if self.unsupported is not None else None
 
     def hparams(self, degradation: str, overrides: dict | None = None) -> dict:
         """Resolved hyperparameters: defaults < per-degradation defaults < user overrides."""
@@ -44,19 +51,29 @@ def register(
     task_defaults: dict[str, dict] | None = None,
     cost: Callable[[dict], dict[str, int]] | None = None,
     needs: tuple[str, ...] = (),
+    unsupported: Callable[[Degradation, dict], str | None] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Decorator adding a solve function to SOLVERS under `name`.
 
     `cost(hparams)` declares the network calls of one solve ({"unet_fwd": ..., "dec_bwd": ...};
     an upper bound where optimisers may stop early): `bench run --dry-run` totals it. `needs`
     names trained artifacts (SILO's latent operator) whose identity joins each cell's key.
+    `unsupported(op, hparams)` says why a degradation is out of the solver's scope (the plan
+    leaves those cells out and prints why), or None.
     """
 
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         if name in SOLVERS:
             raise ValueError(f"solver {name!r} is already registered")
         SOLVERS[name] = SolverSpec(
-            name, fn, description, defaults or {}, task_defaults or {}, cost=cost, needs=needs
+            name,
+            fn,
+            description,
+            defaults or {},
+            task_defaults or {},
+            cost=cost,
+            needs=needs,
+            unsupported=unsupported,
         )
         return fn
 

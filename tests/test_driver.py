@@ -203,6 +203,8 @@ def test_local_workers_match_a_single_process(tmp_path):
     one = stable(pd.read_csv(tmp_path / "one" / "per_image.csv"))
     two = stable(pd.read_csv(tmp_path / "two" / "per_image.csv"))
     pd.testing.assert_frame_equal(one, two)
+    shared = max(1, (os.cpu_count() or 1) // 2)  # two CPU workers split the cores
+    assert {r["env"]["threads"] for r in records(tmp_path / "two")} == {shared}
 
 
 def test_submitit_debug_executor(tmp_path):
@@ -269,3 +271,14 @@ def test_tiny_diffusers_sweep_and_report(tmp_path, tiny_sd):
     report_command([out], lpips=False, fid=False)
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 2 * 2 * 2
+
+
+def test_unsupported_pairs_are_left_out_with_the_reason(tmp_path):
+    args = ["run", "--prior", "gaussian", "--deg", "jpeg", "--images", "1", "--dry-run"]
+    result = bench(*args, "--solvers", "psld,naive", "--out", str(tmp_path))
+    assert "skipped psld x jpeg:quality=10: PSLD is linear-only" in result.output
+    assert "1 cells, 0 already done, 1 to run" in result.output
+    result = runner.invoke(app, [*args, "--solvers", "psld", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "nothing to run" in result.output
+    result = bench(*args, "--solvers", "psld[allow_nonlinear=true]", "--out", str(tmp_path))
+    assert "skipped" not in result.output and "1 cells" in result.output

@@ -16,6 +16,7 @@ from bench.train_operator import (
     TRAIN_OPERATOR_HELP,
     ImageSourceData,
     PriorSampleData,
+    parse_widths,
     relative_error,
     train_operator,
     train_operator_command,
@@ -203,3 +204,19 @@ def test_shipping_export_is_fp16_weights_only_and_loads(tiny_prior, photos, tmp_
     z = torch.randn(2, *tiny_prior.latent_shape)
     full, small = load_operator(result.path, tiny_prior, op), load_operator(slim, tiny_prior, op)
     torch.testing.assert_close(small(z, 0.02), full(z, 0.02), atol=5e-3, rtol=5e-3)
+
+
+def test_narrow_preserve_widths_are_recorded_and_rebuilt(tiny_prior, photos, tmp_path):
+    op = build_degradation("sr4", 16)
+    result = tiny_run(tiny_prior, photos, tmp_path / "narrow.pt", widths=(16, 24))
+    arch = read_checkpoint(result.path)["metadata"]["architecture"]
+    assert (arch["base_channels"], arch["mid_channels"]) == (16, 24)
+    net = load_operator(result.path, tiny_prior, op).net
+    assert net.conv_in.out_channels == 16 and net.middle.conv1.out_channels == 24
+    reference = build_network(network_architecture("preserve", tiny_prior, op), tiny_prior)
+    assert reference.conv_in.out_channels == 48 and reference.middle.conv1.out_channels == 128
+    assert parse_widths("32,96") == (32, 96) and parse_widths(None) is None
+    with pytest.raises(ValueError, match="BASE,MIDDLE"):
+        parse_widths("32")
+    with pytest.raises(ValueError, match="preserve variant only"):
+        network_architecture("noise-cnn", tiny_prior, op, (16, 24))

@@ -13,6 +13,7 @@ from operators.latent.noise_cnn import NoiseCNN
 from operators.latent.preserve_cnn import PreserveCNN
 from operators.latent.readout import ReadoutNetwork, feature_channels
 
+PRESERVE_WIDTHS = (48, 128)  # the reference's base / middle channels (silo.md §2.3)
 SINUSOIDAL_DIM = 320  # SD-1.x time_proj width, for priors without a UNet
 MASKED_DEGRADATIONS = ("inpaint-random",)  # a fresh box per image: the mask is an input
 
@@ -54,9 +55,16 @@ def prior_unet(prior: Prior) -> nn.Module | None:
     return prior.modules().get("unet")
 
 
-def network_architecture(variant: str, prior: Prior, op: Degradation) -> dict:
-    """The JSON-able constructor record of the variant's network for (prior, op)."""
+def network_architecture(
+    variant: str, prior: Prior, op: Degradation, widths: tuple[int, int] | None = None
+) -> dict:
+    """The JSON-able constructor record of the variant's network for (prior, op).
+
+    `widths` (base, middle channels) applies to the preserve CNN only; default the reference's.
+    """
     get_variant(variant)
+    if widths is not None and variant != "preserve":
+        raise ValueError(f"widths apply to the preserve variant only, not {variant!r}")
     c, h, w = prior.latent_shape
     unet = prior_unet(prior)
     masked = op.name in MASKED_DEGRADATIONS
@@ -66,7 +74,15 @@ def network_architecture(variant: str, prior: Prior, op: Degradation) -> dict:
             "takes the mask as an input; use --variant readout"
         )
     if variant == "preserve":
-        return {"variant": variant, "latent_channels": c}
+        base, mid = widths or PRESERVE_WIDTHS
+        if base < 8 or mid < 8:
+            raise ValueError(f"preserve widths must be >= 8 channels, got {base},{mid}")
+        return {
+            "variant": variant,
+            "latent_channels": c,
+            "base_channels": base,
+            "mid_channels": mid,
+        }
     sigma = (
         {"sigma_embedding": "unet", "emb_dim": unet.time_embedding.linear_2.out_features}
         if unet is not None
@@ -93,7 +109,11 @@ def build_network(arch: dict, prior: Prior) -> nn.Module:
     """The network an architecture record describes, its sigma embedding bound to the prior."""
     variant = arch["variant"]
     if variant == "preserve":
-        return PreserveCNN(latent_channels=arch["latent_channels"])
+        base, mid = (
+            arch.get("base_channels", PRESERVE_WIDTHS[0]),
+            arch.get("mid_channels", PRESERVE_WIDTHS[1]),
+        )
+        return PreserveCNN(arch["latent_channels"], base_channels=base, mid_channels=mid)
     unet = prior_unet(prior)
     if arch["sigma_embedding"] == "unet":
         if unet is None:

@@ -42,7 +42,8 @@ class PreserveCNN(nn.Module):
 
     All layers run at the latent's full resolution, so any (C, h, w) works; fixed sinusoidal
     noise (sigma / max_noise) and 2-D position embeddings, a learnable skip scale s (init 1),
-    PyTorch default initialisation (the official `_init_weights` is never called).
+    PyTorch default initialisation (the official `_init_weights` is never called). Widths
+    48 / 128 are the reference's; narrower ones (fewer parameters to ship) are options.
     """
 
     input_kind = "z0_hat"
@@ -51,21 +52,22 @@ class PreserveCNN(nn.Module):
         self,
         latent_channels: int = 4,
         base_channels: int = 48,
+        mid_channels: int = 128,
         noise_embed_dim: int = 128,
         pos_embed_channels: int = 8,
         max_noise: float = 0.1,
     ) -> None:
         super().__init__()
-        c, e = base_channels, noise_embed_dim
+        c, m, e = base_channels, mid_channels, noise_embed_dim
         self.noise_embed_dim, self.max_noise = e, max_noise
         self.pos_embed_channels = pos_embed_channels
         self.color_proj = nn.Sequential(nn.Conv2d(latent_channels, latent_channels, 1), nn.SiLU())
         self.conv_in = nn.Conv2d(latent_channels + pos_embed_channels, c, 3, padding=1)
         self.down = nn.ModuleList(
-            [NoiseConvBlock(c, c, e), NoiseConvBlock(c, 2 * c, e), NoiseConvBlock(2 * c, 128, e)]
+            [NoiseConvBlock(c, c, e), NoiseConvBlock(c, 2 * c, e), NoiseConvBlock(2 * c, m, e)]
         )
-        self.middle = NoiseConvBlock(128, 128, e)
-        up = ((128, 2 * c), (3 * c, c), (2 * c, c))  # the last two take a skip (48) each
+        self.middle = NoiseConvBlock(m, m, e)
+        up = ((m, 2 * c), (3 * c, c), (2 * c, c))  # the last two take a skip (c) each
         self.up = nn.ModuleList([NoiseConvBlock(a, b, e) for a, b in up])
         self.conv_out = nn.Conv2d(c, latent_channels, 3, padding=1)
         self.gate = nn.Linear(e, 1)
