@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench.data import ImageLoadError
-from bench.executors import run_local, run_submitit, shard_cells
+from bench.executors import run_local, run_ray, run_submitit, shard_cells
 from bench.priors import PRIOR_DESCRIPTIONS
 from bench.runner import RunOptions, describe_plan, make_plan, save_config
 from bench.store import write_per_image_csv
@@ -133,7 +133,9 @@ def run(
     precision: str = typer.Option(_D.precision, help="fp32 (TF32 off) | tf32 | bf16"),
     out: str = typer.Option(_D.out, help="output folder (records, PNGs, per_image.csv)"),
     workers: int = typer.Option(_D.workers, min=1, help="local worker processes (1 per GPU)"),
-    executor: str = typer.Option(_D.executor, help="local | submitit (SLURM job array)"),
+    executor: str = typer.Option(
+        _D.executor, help="local | submitit (SLURM job array) | ray (Ray tasks)"
+    ),
     save_images: bool = typer.Option(_D.save_images, help="write PNGs of every cell"),
     operators: list[str] = typer.Option(
         [], help="folder of trained SILO operators (repeatable; default: user cache + shipped)"
@@ -143,6 +145,9 @@ def run(
     config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
     dry_run: bool = typer.Option(False, help="print the plan and exit"),
     slurm: list[str] = typer.Option([], help="submitit parameters, e.g. slurm_partition=gpu"),
+    ray: list[str] = typer.Option(
+        [], help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task)"
+    ),
 ) -> None:
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
@@ -171,7 +176,10 @@ def run(
     save_config(plan)
     out_dir = Path(options.out)
     try:
-        _execute(plan, options, slurm)
+        _execute(plan, options, {"submitit": slurm, "ray": ray})
+    except (ValueError, RuntimeError) as e:  # executor set-up: bad parameters, missing extra
+        write_per_image_csv(out_dir)
+        _fail(str(e))
     except KeyboardInterrupt:
         write_per_image_csv(out_dir)
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
@@ -179,7 +187,15 @@ def run(
     _print_summary(write_per_image_csv(out_dir))
 
 
-def _execute(plan, options: RunOptions, slurm: list[str]) -> None:
+def _key_values(items: list[str], option: str) -> dict[str, str]:
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}; an item without '=' is a ValueError."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ValueError(f"{option} takes KEY=VALUE items, got {', '.join(map(repr, bad))}")
+    return dict(item.split("=", 1) for item in items)
+
+
+def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -> None:
     """Run the plan's cells under a progress bar showing each solver's running mean metrics."""
     means: dict[tuple[str, str], list[float]] = defaultdict(list)
     with Progress(
@@ -219,7 +235,7 @@ def _execute(plan, options: RunOptions, slurm: list[str]) -> None:
                 spec, shards, workers=options.workers, batch=options.batch, devices=devices
             )
         elif options.executor == "submitit":
-            parameters = dict(item.split("=", 1) for item in slurm)
+            parameters = _key_values(executor_params["submitit"], "--slurm")
             results = run_submitit(
                 spec,
                 shards,
@@ -229,7 +245,8 @@ def _execute(plan, options: RunOptions, slurm: list[str]) -> None:
                 parameters=parameters,
             )
         else:
-            raise ValueError(f"unknown executor {options.executor!r}; valid: local, submitit")
+            parameters = _key_values(executor_params["ray"], "--ray")
+            results = run_ray(spec, shards, batch=options.batch, parameters=parameters)
         for count in results:
             progress.update(task, advance=count)
 

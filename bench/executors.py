@@ -1,4 +1,5 @@
-"""Where cells run (DESIGN.md §6): in this process, in N local worker processes, or via SLURM.
+"""Where cells run (DESIGN.md §6): in this process, in N local worker processes, via SLURM
+(submitit) or as Ray tasks.
 
 A sweep is cut into shards of (solver, degradation, sigma, seed) x image chunks, so a worker
 loads the prior once per shard; every worker writes its records itself (atomically), so the
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from bench.sweep import Cell
 
-EXECUTORS = ("local", "submitit")
+EXECUTORS = ("local", "submitit", "ray")
+RAY_PARAMETERS = ("address", "num_cpus", "num_gpus")
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,47 @@ def run_submitit(
     jobs = executor.map_array(run_shard, [spec] * len(shards), shards, [batch] * len(shards))
     for job in submitit.helpers.as_completed(jobs):
         yield job.result()
+
+
+def _ray_shard(spec: RunSpec, cells: list[Cell], batch: int, threads: int) -> int:
+    """One shard in a Ray worker: torch threads = the task's CPUs; Ray picks the task's GPU."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if spec.device.startswith("cuda"):  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
+        spec = RunSpec(**{**spec.__dict__, "device": "cuda"})
+    return run_shard(spec, cells, batch)
+
+
+def run_ray(
+    spec: RunSpec, shards: list[list[Cell]], *, batch: int, parameters: dict[str, str]
+) -> Iterator[int]:
+    """Each shard a Ray task, on a running cluster (address=auto or ray://...) or a local one.
+
+    parameters: address, num_cpus (per task, default 1), num_gpus (per task, default 1 on
+    CUDA, else 0). Tasks still pending when the caller stops (Ctrl-C) are cancelled.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError(
+            "the ray executor needs the [ray] extra: pip install 'latent-inverse-bench[ray]'"
+        ) from e
+    unknown = sorted(set(parameters) - set(RAY_PARAMETERS))
+    if unknown:
+        raise ValueError(
+            f"unknown --ray parameter(s) {', '.join(unknown)}; valid: {', '.join(RAY_PARAMETERS)}"
+        )
+    cpus = int(parameters.get("num_cpus", 1))
+    gpus = float(parameters.get("num_gpus", 1 if spec.device.startswith("cuda") else 0))
+    if not ray.is_initialized():
+        ray.init(address=parameters.get("address"), include_dashboard=False)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_ray_shard)
+    pending = [task.remote(spec, shard, batch, cpus) for shard in shards]
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        for ref in pending:
+            ray.cancel(ref)

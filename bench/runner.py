@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
-from bench.executors import RunSpec
+from bench.executors import EXECUTORS, RunSpec
 from bench.priors import load_prior
 from bench.priors.base import Prior
 from bench.store import existing_status
@@ -182,6 +182,8 @@ def make_plan(options: RunOptions) -> Plan:
     """Validate every option, load the prior, resolve the sweep and the cells left to run."""
     if not options.solvers:
         raise ValueError("--solvers is required (see `bench list`)")
+    if options.executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {options.executor!r}; valid: {', '.join(EXECUTORS)}")
     for name, _ in map(parse_solver_token, split_top_level(options.solvers)):
         get_solver(name)
     spec = options.spec()
