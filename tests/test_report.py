@@ -190,6 +190,8 @@ def _latex_tables(tex: str) -> list[str]:
 def test_latex_table_structure_bold_and_escapes(report):
     tex = (report.out / "summary.tex").read_text()
     tables = _latex_tables(tex)
+    assert sum("Overview: " in t for t in tables) == 4  # PSNR and SSIM per sigma
+    tables = [t for t in tables if "Overview: " not in t]
     assert len(tables) == 2
     assert _unescaped(tex, "{") == _unescaped(tex, "}")
     for table in tables:
@@ -212,7 +214,7 @@ def test_latex_table_structure_bold_and_escapes(report):
 
 def test_markdown_has_one_row_per_solver_per_table(report):
     text = (report.out / "summary.md").read_text()
-    tables = [t for t in text.split("\n## ")[1:] if not t.startswith("Notes")]
+    tables = [t for t in text.split("\n## ")[1:] if not t.startswith(("Notes", "Overview"))]
     assert len(tables) == 2
     expected = {"sigma=0.01": set(LABELS), "sigma=0.05": {"gml-dps", "ldps[zeta=3]"}}
     for table in tables:
@@ -221,6 +223,29 @@ def test_markdown_has_one_row_per_solver_per_table(report):
         key = next(k for k in expected if k in table.splitlines()[0])
         assert sorted(solvers) == sorted(expected[key])
     assert "24.00 ± " in text and "2 (1 diverged, 1 oom)" in text
+
+
+def test_overview_is_solvers_by_degradations_with_the_best_bold(tmp_path):
+    specs = [
+        ("a", "sr4:factor=4", 20.0),
+        ("b", "sr4:factor=4", 22.0),
+        ("a", "blur:sigma=3.0", 25.0),
+    ]
+    rows = [
+        {"solver_label": s, "degradation": d, "image_id": f"{i:04d}", "psnr": psnr + i}
+        for s, d, psnr in specs
+        for i in range(2)
+    ]
+    run = fabricate_run(tmp_path / "run", rows)
+    out = report_command([run], out=tmp_path / "report", lpips=False, fid=False)
+    text = (out / "summary.md").read_text()
+    section = text.split("## Overview: PSNR, sigma=0.01 (prior gaussian, dataset d)\n")[1]
+    lines = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| ")]
+    assert lines[0] == "| solver | blur:sigma=3.0 | sr4:factor=4 |"
+    assert lines[2:] == ["| a | 25.50 | 20.50 |", "| b | — | **22.50** |"]
+    tex = (out / "summary.tex").read_text()
+    table = next(t for t in _latex_tables(tex) if "Overview: PSNR" in t)
+    assert r"a & 25.50 & 20.50 \\" in table and r"b & -- & \textbf{22.50} \\" in table
 
 
 def test_paired_compare_against_hand_computation_and_scipy(run):

@@ -67,6 +67,33 @@ def blocks(summary: pd.DataFrame) -> Iterator[tuple[dict, pd.DataFrame]]:
         yield dict(zip(BLOCK, keys, strict=True)), block.reset_index(drop=True)
 
 
+OVERVIEW = ["prior", "dataset", "sigma_01"]  # an overview table: solvers x degradations
+OVERVIEW_METRICS = ("psnr", "ssim", "lpips_alex")
+
+
+def overviews(summary: pd.DataFrame) -> Iterator[tuple[dict, MetricSpec, pd.DataFrame]]:
+    """(setting, metric, solver x degradation table of its means) per prior x dataset x sigma,
+    for each overview metric with a value: the paper-style table of a sweep."""
+    for keys, part in summary.groupby(OVERVIEW, dropna=False, sort=True):
+        for name in OVERVIEW_METRICS:
+            column = f"{name}_mean"
+            if column not in part or part[column].isna().all():
+                continue
+            table = part.pivot(index="solver_label", columns="degradation", values=column)
+            table = table.reindex(
+                index=part.solver_label.unique(), columns=part.degradation.unique()
+            )
+            yield dict(zip(OVERVIEW, keys, strict=True)), METRICS[name], table
+
+
+def overview_title(setting: dict, spec: MetricSpec) -> str:
+    """'PSNR, sigma=0.01 (prior embedded, dataset d)'."""
+    return (
+        f"{spec.label}, sigma={setting['sigma_01']:g} "
+        f"(prior {setting['prior']}, dataset {setting['dataset']})"
+    )
+
+
 def value(row: pd.Series, spec: MetricSpec) -> float:
     """The shown value of a metric in a summary row: the mean, or the set metric itself."""
     return float(row.get(spec.name if spec.per_set else f"{spec.name}_mean", math.nan))
@@ -142,6 +169,18 @@ def markdown(summary: pd.DataFrame, notes: Notes) -> str:
     features = sorted(set(summary.get("fid_features", pd.Series(dtype=str)).dropna()) - {""})
     if features:
         lines.append(f"FID/KID features: {'; '.join(features)}; n per set in summary.csv (fid_n).")
+    for setting, spec, table in overviews(summary):
+        lines += ["", f"## Overview: {overview_title(setting, spec)}", ""]
+        lines += [_md_row(["solver", *table.columns]), _md_row(["---"] * (len(table.columns) + 1))]
+        best = {d: best_rows(table[d], spec.better, spec.digits) for d in table.columns}
+        for solver, row in table.iterrows():
+            cells = [
+                f"**{number(row[d], spec.digits)}**"
+                if best[d][solver]
+                else number(row[d], spec.digits)
+                for d in table.columns
+            ]
+            lines.append(_md_row([solver, *cells]))
     for setting, block in blocks(summary):
         specs = shown(block, with_missing=True)
         missing = fid_missing(block)
