@@ -120,7 +120,8 @@ def montage(frame: pd.DataFrame, setting: dict, path: Path) -> Path | None:
             ax.set_xticks([])
             ax.set_yticks([])
             if image is not None:
-                ax.imshow(np.asarray(Image.open(image).convert("RGB")))
+                pixels = np.asarray(Image.open(image).convert("RGB"))
+                ax.imshow(pixels, interpolation="nearest")  # the pixels as solved, unsmoothed
             else:
                 ax.text(0.5, 0.5, "-", ha="center", va="center", transform=ax.transAxes)
             ax.set_xlabel(caption, fontsize=7)
