@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.models.resnet import ResnetBlock2D
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from bench.embedded_data import (
     HELDOUT_PHOTOS,
@@ -155,6 +156,18 @@ def test_training_steps_run_on_a_tiny_config() -> None:
     opt.step()
     assert torch.isfinite(loss) and prompt.embedding.grad is not None
     assert recipe.lr_at(0, 100, 1.0) < recipe.lr_at(99, 100, 1.0) <= 1.0
+
+
+def test_shipped_vae_reconstructs_heldout_crops_at_26_db(prior: Prior) -> None:
+    """The issue's bar: mean PSNR (torchmetrics) of D(E(x)) over the 16 held-out crops >= 26 dB."""
+    source = embedded_heldout_source(prior.image_size)
+    x = torch.stack([source.load(i) for i in source.ids])
+    with torch.no_grad():
+        rec = prior.decode(prior.encode(x, sample=False)).clamp(-1, 1)
+    psnr = peak_signal_noise_ratio(
+        (rec + 1) / 2, (x + 1) / 2, data_range=1.0, reduction="none", dim=(1, 2, 3)
+    )
+    assert psnr.shape == (16,) and psnr.mean() >= 26.0
 
 
 # error of H(E(x)) over that of E(x) itself, against E(A x): measured 0.23, 0.28, 0.45, 0.31 and
