@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +23,7 @@ from bench.priors import PRIOR_DESCRIPTIONS
 from bench.runner import RunOptions, describe_plan, make_plan, save_config
 from bench.store import write_per_image_csv
 from bench.train_operator import TRAIN_OPERATOR_HELP
+from bench.tuned import check_tuned
 from operators import list_degradations
 from solvers import SOLVERS
 
@@ -46,10 +47,12 @@ def list_all() -> None:
     solvers = Table("solver", "default hyperparameters", "per-degradation", "what it is")
     for name, spec in sorted(SOLVERS.items()):
         per_task = "; ".join(f"{d}: {json.dumps(h)}" for d, h in spec.task_defaults.items())
-        solvers.add_row(name, json.dumps(spec.defaults), per_task or "-", spec.description)
+        solvers.add_row(
+            *map(escape, (name, json.dumps(spec.defaults), per_task or "-", spec.description))
+        )
     degradations = Table("degradation", "default parameters", "what it is")
     for name, params, description in list_degradations():
-        degradations.add_row(name, json.dumps(params), description)
+        degradations.add_row(*map(escape, (name, json.dumps(params), description)))
     priors = Table("prior", "what it is")
     for name, description in PRIOR_DESCRIPTIONS.items():
         priors.add_row(name, description)
@@ -82,6 +85,8 @@ def load_config_file(path: Path) -> dict:
 def _as_option_type(name: str, value: object) -> object:
     """A config-file value converted to the option's type (lists of str become comma lists)."""
     kind = OPTION_TYPES[name]
+    if name == "tuned":
+        return check_tuned(value)
     if name == "set":
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
     if isinstance(value, list):
@@ -157,26 +162,36 @@ def run(
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
+    _show_plan(plan)
+    if dry_run:
+        return
+    _print_summary(_run_plan(plan, {"submitit": slurm, "ray": ray}))
+
+
+def _show_plan(plan) -> None:
+    """The plan table (cells and network passes per row), what is skipped and what is left."""
     rows = describe_plan(plan)
     table = Table(*(rows[0] if rows else ["solver"]))
     for row in rows:
         table.add_row(
             *(
-                f"{v:,.0f}" if isinstance(v, float) and k != "sigma_01" else str(v)
+                f"{v:,.0f}" if isinstance(v, float) and k != "sigma_01" else escape(str(v))
                 for k, v in row.items()
             )
         )
     _out_console().print(table)
     for (solver, deg), why in plan.skipped.items():
-        console.print(f"skipped {solver} x {deg}: {escape(why)}")
+        console.print(f"skipped {escape(solver)} x {escape(deg)}: {escape(why)}")
     done = len(plan.cells) - len(plan.todo)
     console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")
-    if dry_run:
-        return
+
+
+def _run_plan(plan, executor_params: dict[str, list[str]]) -> Path:
+    """Save the config, run the cells left, write per_image.csv (also when interrupted)."""
     save_config(plan)
-    out_dir = Path(options.out)
+    out_dir = Path(plan.options.out)
     try:
-        _execute(plan, options, {"submitit": slurm, "ray": ray})
+        _execute(plan, plan.options, executor_params)
     except (ValueError, RuntimeError) as e:  # executor set-up: bad parameters, missing extra
         write_per_image_csv(out_dir)
         _fail(str(e))
@@ -184,7 +199,7 @@ def run(
         write_per_image_csv(out_dir)
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
         raise typer.Exit(130) from None
-    _print_summary(write_per_image_csv(out_dir))
+    return write_per_image_csv(out_dir)
 
 
 def _key_values(items: list[str], option: str) -> dict[str, str]:
@@ -213,7 +228,7 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
                 if record.get(metric) is not None:
                     means[(record["solver_label"], metric)].append(record[metric])
             summary = " | ".join(
-                f"{label} {metric} {sum(v) / len(v):.2f}"
+                f"{escape(label)} {metric} {sum(v) / len(v):.2f}"
                 for (label, metric), v in sorted(means.items())
             )
             progress.update(task, advance=1, description=summary)
@@ -265,9 +280,76 @@ def _print_summary(csv: Path) -> None:
         ok = rows[rows.status == "ok"]
         means = [f"{ok[c].mean():.3f}" if ok[c].notna().any() else "-" for c in columns]
         failed = str(int((rows.status != "ok").sum()))
-        table.add_row(solver, degradation, f"{sigma_01:g}", str(len(rows)), failed, *means)
+        table.add_row(
+            escape(solver), escape(degradation), f"{sigma_01:g}", str(len(rows)), failed, *means
+        )
     _out_console().print(table)
     console.print(f"per-image results: {csv}")
+
+
+@app.command()
+def tune(
+    solvers: str = typer.Option(..., help="solvers, e.g. 'ldps,psld' (grids allowed in brackets)"),
+    grid: list[str] = typer.Option(
+        ["auto"],
+        help="grid items, e.g. 'ldps.zeta=log(0.1,10,5)', 'psld.omega=[0.5,1,2]', "
+        "'silo.eta=*[1,3,10]' (x official), or 'auto' (each solver's declared step sizes)",
+    ),
+    val: str = typer.Option(..., help="validation images (N, a:b or ids), disjoint from --test"),
+    test: str = typer.Option(..., help="test images, run with the chosen points"),
+    metric: str = typer.Option("psnr", help="what the best point maximises/minimises"),
+    deg: str = typer.Option(_D.deg, help="degradation specs"),
+    prior: str = typer.Option(_D.prior, help="prior (as for `bench run`)"),
+    data: str | None = typer.Option(None, help="folder of images (default: the prior's)"),
+    sigma: str = typer.Option(_D.sigma, help="noise std on the [0,1] scale, comma-separated"),
+    seeds: str = typer.Option(_D.seeds, help="comma-separated seeds"),
+    steps: int | None = typer.Option(None, help="diffusion steps of every solver"),
+    set_: list[str] = typer.Option([], "--set", help="fixed solver overrides, e.g. ldps.zeta=2"),
+    batch: int | None = typer.Option(None, min=1, help="images per solve"),
+    device: str = typer.Option(_D.device, help="torch device"),
+    precision: str = typer.Option(_D.precision, help="fp32 | tf32 | bf16"),
+    out: str = typer.Option("runs/tune", help="folder: val/, test/, tuned.toml, tuning.*"),
+    workers: int = typer.Option(_D.workers, min=1, help="local worker processes"),
+    operators: list[str] = typer.Option([], help="folders of trained SILO operators"),
+    save_images: bool = typer.Option(_D.save_images, help="write PNGs of every cell"),
+    dry_run: bool = typer.Option(False, help="print the validation plan and exit"),
+) -> None:
+    """Tune each solver's step sizes on a validation split, then run the test split with the
+    best point per (solver, degradation, sigma, steps); resumable, writes tuned.toml."""
+    import tomli_w
+
+    from bench import tune as tuning
+    from bench.runner import make_plan
+    from bench.tuning_report import write_tuning_report
+
+    given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
+    base = RunOptions(**given, set=set_)
+    try:
+        tuning.check_metric(metric)
+        val_plan = make_plan(tuning.validation_options(base, grid, val))
+        tuning.check_disjoint(val_plan.context.source.ids, val, test)
+    except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
+        _fail(str(e))
+    _show_plan(val_plan)
+    if dry_run:
+        return
+    _run_plan(val_plan, {})
+    keys = {c.key for c in val_plan.cells}
+    points = tuning.choose(tuning.score_points(Path(val_plan.options.out), keys, metric), metric)
+    entries = tuning.tuned_entries(points, metric)
+    test_opts = tuning.test_options(replace(base, steps=val_plan.options.steps), test, entries)
+    config = Path(out) / "tuned.toml"
+    config.write_text(tomli_w.dumps(tuning.tuned_toml(test_opts)))
+    console.print(f"chosen points: {config} (`bench run --config {config}` reruns the test)")
+    try:
+        test_plan = make_plan(test_opts)
+    except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
+        _fail(str(e))
+    _show_plan(test_plan)
+    csv = _run_plan(test_plan, {})
+    _print_summary(csv)
+    for path in write_tuning_report(Path(out), points, entries, metric):
+        console.print(f"tuning report: {path}")
 
 
 @app.command()

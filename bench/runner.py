@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
 from bench.executors import EXECUTORS, RunSpec
+from bench.grid import expand_overrides, is_grid, resolve_value
 from bench.priors import load_prior
 from bench.priors.base import Prior
 from bench.store import existing_status
@@ -26,9 +27,10 @@ from bench.sweep import (
     split_top_level,
 )
 from bench.timing import configure_precision
+from bench.tuned import apply_tuned
 from operators import build_degradation
 from operators.latent.lookup import FOLDERS_ENV, active_operator_folders, find_operator
-from solvers import get_solver
+from solvers import SolverSpec, get_solver
 
 ORACLE_SAMPLES = 1000  # ids the oracle's own data set offers
 ORACLE_DEFAULT_IMAGES = "8"
@@ -58,6 +60,7 @@ class RunOptions:
     operators: list[str] = field(default_factory=list)
     force: bool = False
     retry_failed: bool = False
+    tuned: list[dict] = field(default_factory=list)  # chosen points (tuned.toml, `bench tune`)
 
     def spec(self) -> RunSpec:
         """What a worker needs to rebuild the context."""
@@ -89,7 +92,10 @@ def split_specs(text: str) -> list[str]:
 def resolve_solvers(
     text: str, degradations: list[str], steps: int | None, set_items: list[str]
 ) -> list[SolverChoice]:
-    """Solver tokens ('psld[omega=0.5]') + --set + --steps -> hyperparameters per degradation."""
+    """Solver tokens ('psld[omega=0.5]') + --set + --steps -> hyperparameters per degradation.
+
+    Grid values (lists, log ranges, multiples '*k' of the official value) in brackets or --set
+    expand to the Cartesian product, one labelled row per point ('ldps[zeta=0.5]')."""
     tokens = [parse_solver_token(t) for t in split_top_level(text)]
     if not tokens:
         raise ValueError("--solvers is empty; see `bench list` for the valid names")
@@ -100,23 +106,40 @@ def resolve_solvers(
     choices, labels = [], set()
     for name, bracket in tokens:
         spec = get_solver(name)
-        label = name + (
-            "[" + ",".join(f"{k}={v}" for k, v in bracket.items()) + "]" if bracket else ""
-        )
-        if label in labels:
-            raise ValueError(f"solver {label!r} is listed twice in --solvers")
-        labels.add(label)
-        overrides = {**global_overrides.get(name, {}), **bracket}
-        per_deg = {}
-        for deg in degradations:
-            task = deg.split(":")[0]
-            base = spec.hparams(task)
-            given = {k: coerce_like(v, base.get(k, v)) for k, v in overrides.items()}
-            if steps is not None and "steps" in base:
-                given.setdefault("steps", steps)
-            per_deg[deg] = spec.hparams(task, given)
-        choices.append(SolverChoice(name, label, per_deg))
+        fixed = {k: v for k, v in global_overrides.get(name, {}).items() if k not in bracket}
+        set_grid = {k: v for k, v in fixed.items() if is_grid(v)}
+        for point in expand_overrides({**bracket, **set_grid}):
+            shown = {k: point[k] for k in [*bracket, *set_grid]}
+            label = name + (
+                "[" + ",".join(f"{k}={v}" for k, v in shown.items()) + "]" if shown else ""
+            )
+            if label in labels:
+                raise ValueError(f"solver {label!r} is listed twice in --solvers")
+            labels.add(label)
+            overrides = {**fixed, **point}
+            choices.append(
+                SolverChoice(
+                    name, label, hparams_per_degradation(spec, degradations, steps, overrides)
+                )
+            )
     return choices
+
+
+def hparams_per_degradation(
+    spec: SolverSpec, degradations: list[str], steps: int | None, overrides: dict[str, str]
+) -> dict[str, dict]:
+    """The solver's resolved hyperparameters for each degradation (its per-task defaults, then
+    --steps, then the overrides; '*k' multiplies that degradation's default)."""
+    per_deg = {}
+    for deg in degradations:
+        task = deg.split(":")[0]
+        spec.hparams(task, overrides)  # an unknown name fails here, listing the valid ones
+        base = spec.hparams(task)
+        given = {k: resolve_value(v, base.get(k, v), coerce_like) for k, v in overrides.items()}
+        if steps is not None and "steps" in base:
+            given.setdefault("steps", steps)
+        per_deg[deg] = spec.hparams(task, given)
+    return per_deg
 
 
 def image_source(prior: Prior, data: str | None) -> ImageSource:
@@ -214,7 +237,7 @@ def make_plan(options: RunOptions) -> Plan:
         solvers=solvers,
         seeds=seeds,
     )
-    cells, skipped = drop_unsupported(cells, prior.image_size)
+    cells, skipped = drop_unsupported(apply_tuned(cells, options.tuned), prior.image_size)
     if not cells:
         raise ValueError("nothing to run:\n  " + "\n  ".join(skipped.values()))
     out = Path(options.out)
