@@ -19,6 +19,7 @@ from rich.table import Table
 
 from bench.data import ImageLoadError
 from bench.executors import run_local, run_ray, run_submitit, shard_cells
+from bench.grid import auto_grid
 from bench.priors import PRIOR_DESCRIPTIONS
 from bench.runner import RunOptions, describe_plan, make_plan, save_config
 from bench.store import write_per_image_csv
@@ -44,12 +45,14 @@ def _out_console() -> Console:
 def list_all() -> None:
     """Print the solvers, degradations and priors the tool knows."""
     out = _out_console()
-    solvers = Table("solver", "default hyperparameters", "per-degradation", "what it is")
+    solvers = Table(
+        "solver", "default hyperparameters", "per-degradation", "step sizes", "what it is"
+    )
     for name, spec in sorted(SOLVERS.items()):
         per_task = "; ".join(f"{d}: {json.dumps(h)}" for d, h in spec.task_defaults.items())
-        solvers.add_row(
-            *map(escape, (name, json.dumps(spec.defaults), per_task or "-", spec.description))
-        )
+        steps = ", ".join(auto_grid(name, spec.step_sizes))
+        row = (name, json.dumps(spec.defaults), per_task or "-", steps or "-", spec.description)
+        solvers.add_row(*map(escape, row))
     degradations = Table("degradation", "default parameters", "what it is")
     for name, params, description in list_degradations():
         degradations.add_row(*map(escape, (name, json.dumps(params), description)))
@@ -113,7 +116,9 @@ def merge_config(ctx: typer.Context, given: dict, path: Path | None) -> RunOptio
 @app.command()
 def run(
     ctx: typer.Context,
-    solvers: str = typer.Option(_D.solvers, help="solvers, e.g. 'silo,psld[omega=0.5]'"),
+    solvers: str = typer.Option(
+        _D.solvers, help="solvers, e.g. 'silo,psld[omega=0.5]', grids 'ldps[zeta=[1,2]]'"
+    ),
     deg: str = typer.Option(_D.deg, help="degradation specs, e.g. 'sr4,blur:sigma=2,size=31'"),
     prior: str = typer.Option(
         _D.prior, help="embedded (default), gaussian, sd15, rv51, a Hugging Face id or a folder"
@@ -129,7 +134,9 @@ def run(
         help="diffusion steps for every solver that has them (default: official lengths; "
         "the embedded prior: 100)",
     ),
-    set_: list[str] = typer.Option([], "--set", help="solver overrides, e.g. ldps.zeta=2"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="solver overrides, e.g. ldps.zeta=2, grids ldps.zeta=log(0.1,10,5)"
+    ),
     batch: int | None = typer.Option(
         None, min=1, help="images per solve (default 1; the embedded prior: 8)"
     ),

@@ -75,9 +75,23 @@ def is_point(hparams: dict, values: dict) -> bool:
     return all(math.isclose(hparams[k], v, rel_tol=1e-9) for k, v in values.items())
 
 
+def grid_edge(block: pd.DataFrame, chosen: dict) -> str:
+    """'zeta high' when the chosen value is the grid's largest (widen the grid), '' inside."""
+    grids = block.hparams.map(json.loads)
+    edges = []
+    for name, value in chosen.items():
+        values = grids.map(lambda h, name=name: h[name])
+        if value == values.max():
+            edges.append(f"{name} high")
+        elif value == values.min():
+            edges.append(f"{name} low")
+    return ", ".join(edges)
+
+
 def chosen_table(points: pd.DataFrame, entries: list[dict], metric: str) -> pd.DataFrame:
     """Per tuned setting: each tuned hyperparameter's official and chosen value, the validation
-    metric at the chosen point and at the official one (when the grid holds it)."""
+    metric at the chosen point and at the official one (when the grid holds it), and whether
+    the choice sits at an edge of the grid."""
     rows = []
     for e in entries:
         block = points[
@@ -99,6 +113,7 @@ def chosen_table(points: pd.DataFrame, entries: list[dict], metric: str) -> pd.D
                 if len(at_official)
                 else float("nan"),
                 "val n": e["val_n"],
+                "grid edge": grid_edge(block, e["hparams"]),
             }
         )
     return pd.DataFrame(rows)

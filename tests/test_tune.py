@@ -133,6 +133,12 @@ def test_tune_refuses_overlapping_splits(tmp_path):
     assert result.exit_code == 2
     assert "share 1 image(s): 0002" in result.output
     assert not (tmp_path / "val").exists()
+    result = runner.invoke(
+        app,
+        ["tune", *GAUSSIAN, "--solvers", "ldps", "--val", "0:2", "--test", "2:4"]
+        + ["--metric", "fid", "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 2 and "valid: psnr, ssim, lpips_alex" in result.output
 
 
 def test_tune_end_to_end_on_the_gaussian_prior(tmp_path):
