@@ -8,30 +8,38 @@ from collections import defaultdict
 from dataclasses import fields
 from pathlib import Path
 
-import pandas as pd
-import tomllib
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench.data import ImageLoadError
-from bench.executors import run_local, run_ray, run_submitit, shard_cells
-from bench.priors import PRIOR_DESCRIPTIONS
-from bench.runner import RunOptions, describe_plan, make_plan, save_config
-from bench.store import write_per_image_csv
-from bench.train_operator import TRAIN_OPERATOR_HELP
-from operators import list_degradations
-from solvers import SOLVERS
+from bench.options import RunOptions
+from bench.train_operator_help import TRAIN_OPERATOR_HELP
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 _D = RunOptions()
 OPTION_TYPES = {f.name: str(f.type) for f in fields(RunOptions)}
 OPTION_NAMES = set(OPTION_TYPES)
 PROGRESS_METRICS = ("psnr", "post_ratio")  # running means shown in the progress bar
+
+
+def _print_version(value: bool) -> None:
+    """--version: print the package version and exit."""
+    if value:
+        from bench import __version__
+
+        print(f"latent-inverse-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """The `bench` command line: list the registries, run a sweep."""
 
 
 def _out_console() -> Console:
@@ -42,6 +50,10 @@ def _out_console() -> Console:
 @app.command("list")
 def list_all() -> None:
     """Print the solvers, degradations and priors the tool knows."""
+    from bench.priors import PRIOR_DESCRIPTIONS
+    from operators import list_degradations
+    from solvers import SOLVERS
+
     out = _out_console()
     solvers = Table("solver", "default hyperparameters", "per-degradation", "what it is")
     for name, spec in sorted(SOLVERS.items()):
@@ -64,6 +76,9 @@ def _fail(message: str) -> None:
 
 def load_config_file(path: Path) -> dict:
     """A TOML or YAML file whose keys are `bench run` options (lists become comma lists)."""
+    import tomllib
+    import yaml
+
     text = path.read_text()
     data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
     if not isinstance(data, dict):
@@ -150,6 +165,10 @@ def run(
     ),
 ) -> None:
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
+    from bench.data import ImageLoadError
+    from bench.runner import describe_plan, make_plan, save_config
+    from bench.store import write_per_image_csv
+
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
     given["set"] = set_
     try:
@@ -197,6 +216,16 @@ def _key_values(items: list[str], option: str) -> dict[str, str]:
 
 def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -> None:
     """Run the plan's cells under a progress bar showing each solver's running mean metrics."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from bench.executors import run_local, run_ray, run_submitit, shard_cells
+
     means: dict[tuple[str, str], list[float]] = defaultdict(list)
     with Progress(
         TextColumn("{task.description}"),
@@ -253,6 +282,8 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
 
 def _print_summary(csv: Path) -> None:
     """Mean of each metric per solver x degradation x sigma, and failure counts."""
+    import pandas as pd
+
     frame = pd.read_csv(csv)
     if frame.empty:
         return

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
 from bench.executors import EXECUTORS, RunSpec
+from bench.options import RunOptions
 from bench.priors import load_prior
 from bench.priors.base import Prior
 from bench.store import existing_status
@@ -32,45 +33,6 @@ from solvers import get_solver
 
 ORACLE_SAMPLES = 1000  # ids the oracle's own data set offers
 ORACLE_DEFAULT_IMAGES = "8"
-
-
-@dataclass
-class RunOptions:
-    """The options of `bench run` (also the keys a --config file may set)."""
-
-    solvers: str = ""
-    deg: str = "inpaint"
-    prior: str = "embedded"
-    data: str | None = None
-    images: str | None = None
-    sigma: str = "0.01"
-    seeds: str = "0"
-    steps: int | None = None
-    set: list[str] = field(default_factory=list)
-    batch: int | None = None
-    prompt: str = ""
-    device: str = "cpu"
-    precision: str = "fp32"
-    out: str = "runs/latest"
-    workers: int = 1
-    executor: str = "local"
-    save_images: bool = True
-    operators: list[str] = field(default_factory=list)
-    force: bool = False
-    retry_failed: bool = False
-
-    def spec(self) -> RunSpec:
-        """What a worker needs to rebuild the context."""
-        return RunSpec(
-            self.prior,
-            self.prompt,
-            self.device,
-            self.precision,
-            self.data,
-            Path(self.out),
-            self.save_images,
-            tuple(self.operators),
-        )
 
 
 def split_specs(text: str) -> list[str]:

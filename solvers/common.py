@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
 
 from bench.priors.base import Prior
 from bench.seeding import randn_per_sample
@@ -43,6 +42,8 @@ def make_schedule(prior: Prior, steps: int, sampler: str) -> Schedule:
     grid reaches t = T, which has no abar; there we follow PSLD's official pairing (the network
     sees t, abar is taken at t - 1; baselines.md §1 "Time grid").
     """
+    from diffusers import DDIMScheduler, DDPMScheduler  # lazy: `bench list` needs no diffusers
+
     classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
     if sampler not in classes:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(classes)}")
