@@ -7,6 +7,7 @@ import sys
 from collections import defaultdict
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,7 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.options import RunOptions
+from bench.slurm import PASS_SECONDS, TIME_RULE
 from bench.train_operator_help import TRAIN_OPERATOR_HELP
+
+if TYPE_CHECKING:
+    from bench.executors import ClusterOptions
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
@@ -159,13 +164,23 @@ def run(
     retry_failed: bool = typer.Option(False, help="recompute cells whose record is a failure"),
     config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
     dry_run: bool = typer.Option(False, help="print the plan and exit"),
-    slurm: list[str] = typer.Option([], help="submitit parameters, e.g. slurm_partition=gpu"),
+    slurm: list[str] = typer.Option(
+        [],
+        help="submitit parameters, typed as submitit declares them, e.g. slurm_partition=gpu, "
+        "timeout_min=600, slurm_array_parallelism=8, cluster=local. " + TIME_RULE,
+    ),
+    slurm_pass_seconds: float = typer.Option(
+        PASS_SECONDS, min=0, help="seconds per network pass for the default SLURM time limit"
+    ),
     ray: list[str] = typer.Option(
-        [], help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task)"
+        [],
+        help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task), "
+        "runtime_env=JSON (default: ship this checkout's code)",
     ),
 ) -> None:
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
     from bench.data import ImageLoadError
+    from bench.executors import ClusterOptions
     from bench.runner import describe_plan, make_plan, save_config
     from bench.store import write_per_image_csv
 
@@ -195,7 +210,7 @@ def run(
     save_config(plan)
     out_dir = Path(options.out)
     try:
-        _execute(plan, options, {"submitit": slurm, "ray": ray})
+        _execute(plan, options, ClusterOptions(slurm, slurm_pass_seconds, ray))
     except (ValueError, RuntimeError) as e:  # executor set-up: bad parameters, missing extra
         write_per_image_csv(out_dir)
         _fail(str(e))
@@ -206,15 +221,7 @@ def run(
     _print_summary(write_per_image_csv(out_dir))
 
 
-def _key_values(items: list[str], option: str) -> dict[str, str]:
-    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}; an item without '=' is a ValueError."""
-    bad = [item for item in items if "=" not in item]
-    if bad:
-        raise ValueError(f"{option} takes KEY=VALUE items, got {', '.join(map(repr, bad))}")
-    return dict(item.split("=", 1) for item in items)
-
-
-def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -> None:
+def _execute(plan, options: RunOptions, cluster: ClusterOptions) -> None:
     """Run the plan's cells under a progress bar showing each solver's running mean metrics."""
     from rich.progress import (
         BarColumn,
@@ -224,7 +231,7 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
         TimeRemainingColumn,
     )
 
-    from bench.executors import run_local, run_ray, run_submitit, shard_cells
+    from bench.executors import run_on_executor
 
     means: dict[tuple[str, str], list[float]] = defaultdict(list)
     with Progress(
@@ -252,30 +259,7 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
 
             run_cells(plan.context, plan.todo, batch=options.batch, on_record=on_record)
             return
-        shards = shard_cells(plan.todo, max(options.batch, 8))
-        spec = options.spec()
-        if options.executor == "local":
-            devices = (
-                [options.device]
-                if not options.device.startswith("cuda")
-                else [f"cuda:{i}" for i in range(options.workers)]
-            )
-            results = run_local(
-                spec, shards, workers=options.workers, batch=options.batch, devices=devices
-            )
-        elif options.executor == "submitit":
-            parameters = _key_values(executor_params["submitit"], "--slurm")
-            results = run_submitit(
-                spec,
-                shards,
-                batch=options.batch,
-                folder=Path(options.out) / "submitit",
-                cluster=parameters.pop("cluster", None),
-                parameters=parameters,
-            )
-        else:
-            parameters = _key_values(executor_params["ray"], "--ray")
-            results = run_ray(spec, shards, batch=options.batch, parameters=parameters)
+        results = run_on_executor(options, plan.todo, cluster)
         for count in results:
             progress.update(task, advance=count)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.executors import RunSpec
+    from bench.runspec import RunSpec
 
 
 @dataclass
@@ -37,7 +37,7 @@ class RunOptions:
 
     def spec(self) -> RunSpec:
         """What a worker needs to rebuild the context."""
-        from bench.executors import RunSpec
+        from bench.runspec import RunSpec
 
         return RunSpec(
             self.prior,

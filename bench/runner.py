@@ -11,10 +11,10 @@ from pathlib import Path
 
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
-from bench.executors import EXECUTORS, RunSpec
 from bench.options import RunOptions
 from bench.priors import load_prior
 from bench.priors.base import Prior
+from bench.runspec import EXECUTORS, RunSpec
 from bench.store import existing_status
 from bench.sweep import (
     Cell,
@@ -105,12 +105,14 @@ def build_context(spec: RunSpec, prior: Prior | None = None) -> RunContext:
     if spec.operators:  # the environment reaches spawned and SLURM workers too
         os.environ[FOLDERS_ENV] = os.pathsep.join(spec.operators)
     prior = prior or load_run_prior(spec)
-    return RunContext(
+    context = RunContext(
         prior=prior,
         source=image_source(prior, spec.data),
         out=spec.out,
         save_images=spec.save_images,
     )
+    context.env["executor"] = spec.executor  # next to env["threads"]
+    return context
 
 
 @dataclass
@@ -242,14 +244,23 @@ def describe_plan(plan: Plan) -> list[dict]:
     batch = plan.options.batch or 1
     for _, group in groupby(sorted(plan.todo, key=lambda c: c.group), key=lambda c: c.group):
         group = list(group)
-        head = group[0]
-        cost = get_solver(head.solver).cost
-        calls = cost(head.hparams) if cost else {}
-        solves = -(-len(group) // batch)  # batched calls count once per solve
-        row = rows[(head.label, head.degradation, head.sigma_01)]
-        for column, names in CALL_COLUMNS.items():
-            row[column] += solves * sum(calls.get(n, 0) for n in names)
+        row = rows[(group[0].label, group[0].degradation, group[0].sigma_01)]
+        for column, passes in network_passes(group, batch).items():
+            row[column] += passes
     return list(rows.values())
+
+
+def network_passes(cells: list[Cell], batch: int) -> dict[str, int]:
+    """Declared network passes (per CALL_COLUMNS) to solve cells of one group in batches of
+    `batch`, from the solver's cost model; a batched call counts once per solve."""
+    head = cells[0]
+    cost = get_solver(head.solver).cost
+    calls = cost(head.hparams) if cost else {}
+    solves = -(-len(cells) // batch)
+    return {
+        column: solves * sum(calls.get(n, 0) for n in names)
+        for column, names in CALL_COLUMNS.items()
+    }
 
 
 CALL_COLUMNS = {  # network passes still to run (batched calls count once)

@@ -57,12 +57,17 @@ def _clean(value: object) -> object:
 
 def write_record(out: Path, record: dict) -> Path:
     """Write `record` to records/<key>.json via a temp file + rename: never a torn file."""
-    path = record_path(out, record["key"])
+    text = json.dumps({k: _clean(v) for k, v in record.items()}, indent=1, sort_keys=True)
+    return write_atomic(record_path(out, record["key"]), text.encode())
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` via a hidden temp file, fsync and rename: never a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({k: _clean(v) for k, v in record.items()}, f, indent=1, sort_keys=True)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
