@@ -21,7 +21,6 @@ from bench.data import ImageLoadError
 from bench.executors import run_local, run_ray, run_submitit, shard_cells
 from bench.priors import PRIOR_DESCRIPTIONS
 from bench.runner import RunOptions, describe_plan, make_plan, save_config
-from bench.store import write_per_image_csv
 from bench.train_operator import TRAIN_OPERATOR_HELP
 from operators import list_degradations
 from solvers import SOLVERS
@@ -57,15 +56,18 @@ def list_all() -> None:
         out.print(table)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def load_config_file(path: Path) -> dict:
     """A TOML or YAML file whose keys are `bench run` options (lists become comma lists)."""
     text = path.read_text()
-    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of option names to values")
     config = {}
@@ -89,7 +91,10 @@ def _as_option_type(name: str, value: object) -> object:
     if "bool" in kind and not isinstance(value, bool):
         raise ValueError(f"option {name!r} expects true/false, got {value!r}")
     if "int" in kind:
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"option {name!r} expects an integer, got {value!r}") from None
     return value if "bool" in kind else str(value)
 
 
@@ -142,18 +147,37 @@ def run(
     ),
     force: bool = typer.Option(False, help="recompute cells that already have a record"),
     retry_failed: bool = typer.Option(False, help="recompute cells whose record is a failure"),
-    config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
+    config: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="TOML/YAML file of options (CLI wins)"
+    ),
     dry_run: bool = typer.Option(False, help="print the plan and exit"),
+    status: bool = typer.Option(
+        False, "--status", help="print how many cells of --out are done/failed/claimed; run nothing"
+    ),
     slurm: list[str] = typer.Option([], help="submitit parameters, e.g. slurm_partition=gpu"),
     ray: list[str] = typer.Option(
         [], help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task)"
     ),
 ) -> None:
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
+    from bench.run_guard import (
+        EXIT_CELLS_FAILED,
+        EXIT_FILESYSTEM,
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        Terminated,
+        guarded_run,
+        os_error_line,
+    )
+    from bench.run_state import failed_cells, run_state
+
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
     given["set"] = set_
     try:
         options = merge_config(ctx, given, config)
+        if status:
+            _out_console().print(run_state(Path(options.out)).line(), soft_wrap=True)
+            return
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
@@ -173,18 +197,30 @@ def run(
     console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")
     if dry_run:
         return
-    save_config(plan)
     out_dir = Path(options.out)
     try:
-        _execute(plan, options, {"submitit": slurm, "ray": ray})
+        with guarded_run(out_dir):  # per_image.csv is written however this ends
+            save_config(plan)
+            _execute(plan, options, {"submitit": slurm, "ray": ray})
     except (ValueError, RuntimeError) as e:  # executor set-up: bad parameters, missing extra
-        write_per_image_csv(out_dir)
         _fail(str(e))
+    except OSError as e:
+        _fail(os_error_line(e, out_dir), EXIT_FILESYSTEM)
+    except Terminated:
+        console.print("[yellow]terminated (SIGTERM):[/yellow] finished cells are saved; rerun")
+        raise typer.Exit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
-        write_per_image_csv(out_dir)
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
-        raise typer.Exit(130) from None
-    _print_summary(write_per_image_csv(out_dir))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_summary(out_dir / "per_image.csv")
+    failed = failed_cells(out_dir, [c.key for c in plan.cells])
+    if failed:
+        why = ", ".join(f"{s} {n}" for s, n in sorted(failed.items()))
+        _fail(
+            f"{sum(failed.values())} of {len(plan.cells)} cells failed ({why}); see the error "
+            "column of per_image.csv, --retry-failed reruns them",
+            EXIT_CELLS_FAILED,
+        )
 
 
 def _key_values(items: list[str], option: str) -> dict[str, str]:
@@ -253,6 +289,8 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
 
 def _print_summary(csv: Path) -> None:
     """Mean of each metric per solver x degradation x sigma, and failure counts."""
+    if not csv.is_file():
+        return
     frame = pd.read_csv(csv)
     if frame.empty:
         return
