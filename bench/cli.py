@@ -176,7 +176,7 @@ def run(
     try:
         options = merge_config(ctx, given, config)
         if status:
-            _out_console().print(run_state(Path(options.out)).line(), soft_wrap=True)
+            _out_console().print(escape(run_state(Path(options.out)).line()), soft_wrap=True)
             return
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
@@ -213,6 +213,9 @@ def run(
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     _print_summary(out_dir / "per_image.csv")
+    state = run_state(out_dir)
+    if state.claimed:
+        console.print(escape(f"{state.line()}; per_image.csv is complete when they end"))
     failed = failed_cells(out_dir, [c.key for c in plan.cells])
     if failed:
         why = ", ".join(f"{s} {n}" for s, n in sorted(failed.items()))

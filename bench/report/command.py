@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
@@ -48,7 +49,7 @@ def report_command(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     notes = Notes()
     for run_dir in run_dirs:  # claimed cells are still running: the tables are partial
-        Console(stderr=True).print(run_state(run_dir).line(), soft_wrap=True, highlight=False)
+        Console(stderr=True).print(escape(run_state(run_dir).line()), soft_wrap=True)
     frame = load_frame(run_dirs)
     if frame.empty:
         raise ValueError(f"no records in {', '.join(map(str, run_dirs))}")
