@@ -74,9 +74,9 @@ def list_all() -> None:
         out.print(table)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def load_config_file(path: Path) -> dict:
@@ -85,7 +85,10 @@ def load_config_file(path: Path) -> dict:
     import yaml
 
     text = path.read_text()
-    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of option names to values")
     config = {}
@@ -109,7 +112,10 @@ def _as_option_type(name: str, value: object) -> object:
     if "bool" in kind and not isinstance(value, bool):
         raise ValueError(f"option {name!r} expects true/false, got {value!r}")
     if "int" in kind:
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"option {name!r} expects an integer, got {value!r}") from None
     return value if "bool" in kind else str(value)
 
 
@@ -162,8 +168,13 @@ def run(
     ),
     force: bool = typer.Option(False, help="recompute cells that already have a record"),
     retry_failed: bool = typer.Option(False, help="recompute cells whose record is a failure"),
-    config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
+    config: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="TOML/YAML file of options (CLI wins)"
+    ),
     dry_run: bool = typer.Option(False, help="print the plan and exit"),
+    status: bool = typer.Option(
+        False, "--status", help="print how many cells of --out are done/failed/claimed; run nothing"
+    ),
     slurm: list[str] = typer.Option(
         [],
         help="submitit parameters, typed as submitit declares them, e.g. slurm_partition=gpu, "
@@ -181,13 +192,25 @@ def run(
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
     from bench.data import ImageLoadError
     from bench.executors import ClusterOptions
+    from bench.run_guard import (
+        EXIT_CELLS_FAILED,
+        EXIT_FILESYSTEM,
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        Terminated,
+        guarded_run,
+        os_error_line,
+    )
+    from bench.run_state import failed_cells, run_state
     from bench.runner import describe_plan, make_plan, save_config
-    from bench.store import write_per_image_csv
 
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
     given["set"] = set_
     try:
         options = merge_config(ctx, given, config)
+        if status:
+            _out_console().print(escape(run_state(Path(options.out)).line()), soft_wrap=True)
+            return
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
@@ -207,18 +230,33 @@ def run(
     console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")
     if dry_run:
         return
-    save_config(plan)
     out_dir = Path(options.out)
     try:
-        _execute(plan, options, ClusterOptions(slurm, slurm_pass_seconds, ray))
+        with guarded_run(out_dir):  # per_image.csv is written however this ends
+            save_config(plan)
+            _execute(plan, options, ClusterOptions(slurm, slurm_pass_seconds, ray))
     except (ValueError, RuntimeError) as e:  # executor set-up: bad parameters, missing extra
-        write_per_image_csv(out_dir)
         _fail(str(e))
+    except OSError as e:
+        _fail(os_error_line(e, out_dir), EXIT_FILESYSTEM)
+    except Terminated:
+        console.print("[yellow]terminated (SIGTERM):[/yellow] finished cells are saved; rerun")
+        raise typer.Exit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
-        write_per_image_csv(out_dir)
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
-        raise typer.Exit(130) from None
-    _print_summary(write_per_image_csv(out_dir))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_summary(out_dir / "per_image.csv")
+    state = run_state(out_dir)
+    if state.claimed:
+        console.print(escape(f"{state.line()}; per_image.csv is complete when they end"))
+    failed = failed_cells(out_dir, [c.key for c in plan.cells])
+    if failed:
+        why = ", ".join(f"{s} {n}" for s, n in sorted(failed.items()))
+        _fail(
+            f"{sum(failed.values())} of {len(plan.cells)} cells failed ({why}); see the error "
+            "column of per_image.csv, --retry-failed reruns them",
+            EXIT_CELLS_FAILED,
+        )
 
 
 def _execute(plan, options: RunOptions, cluster: ClusterOptions) -> None:
@@ -268,6 +306,8 @@ def _print_summary(csv: Path) -> None:
     """Mean of each metric per solver x degradation x sigma, and failure counts."""
     import pandas as pd
 
+    if not csv.is_file():
+        return
     frame = pd.read_csv(csv)
     if frame.empty:
         return

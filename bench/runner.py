@@ -27,6 +27,14 @@ from bench.sweep import (
     split_top_level,
 )
 from bench.timing import configure_precision
+from bench.validate import (
+    check_counts,
+    check_images,
+    check_out,
+    check_steps,
+    parse_seeds,
+    parse_sigmas,
+)
 from operators import build_degradation
 from operators.latent.lookup import FOLDERS_ENV, active_operator_folders, find_operator
 from solvers import get_solver
@@ -134,6 +142,7 @@ class Plan:
             "degradations": self.degradations,
             "solvers": [asdict(s) for s in self.solvers],
             "images": sorted({c.image_id for c in self.cells}),
+            "cells": len(self.cells),
             "skipped": [
                 {"solver": s, "degradation": d, "why": w} for (s, d), w in self.skipped.items()
             ],
@@ -150,18 +159,18 @@ def make_plan(options: RunOptions) -> Plan:
         raise ValueError(f"unknown executor {options.executor!r}; valid: {', '.join(EXECUTORS)}")
     for name, _ in map(parse_solver_token, split_top_level(options.solvers)):
         get_solver(name)
+    check_counts(options.steps, options.batch, options.workers)
+    check_out(Path(options.out))
+    sigmas, seeds = parse_sigmas(options.sigma), parse_seeds(options.seeds)
     spec = options.spec()
     context = build_context(spec)
     prior = context.prior
     degradations = [
         canonical_spec(build_degradation(s, prior.image_size)) for s in split_specs(options.deg)
     ]
-    sigmas = [float(s) for s in options.sigma.split(",")]
-    if any(s < 0 for s in sigmas):
-        raise ValueError("--sigma must be >= 0 (it is the noise std on the [0,1] scale)")
-    seeds = [int(s) for s in options.seeds.split(",")]
     default_images = None if options.data else ORACLE_DEFAULT_IMAGES
     ids = select_ids(context.source.ids, options.images or default_images)
+    check_images(ids, options.images, len(context.source.ids))
     run_defaults = getattr(prior, "run_defaults", {})
     options.steps = options.steps or run_defaults.get("steps")
     options.batch = options.batch or run_defaults.get("batch", 1)
@@ -169,6 +178,7 @@ def make_plan(options: RunOptions) -> Plan:
         with_artifacts(choice, prior, degradations)
         for choice in resolve_solvers(options.solvers, degradations, options.steps, options.set)
     ]
+    check_steps(solvers, options.steps, len(prior.alphas_cumprod))
     cells = plan_cells(
         prior=options.prior,
         dataset=context.source.name,
