@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
 from bench.executors import EXECUTORS, RunSpec
+from bench.hf_data import is_hf_data
 from bench.priors import load_prior
 from bench.priors.base import Prior
 from bench.store import existing_status
@@ -120,7 +121,12 @@ def resolve_solvers(
 
 
 def image_source(prior: Prior, data: str | None) -> ImageSource:
-    """--data FOLDER, else the prior's default set (embedded: held-out crops; oracle: samples)."""
+    """--data FOLDER / hf:NAME / a saved `datasets` folder, else the prior's default set
+    (embedded: held-out crops; oracle: samples)."""
+    if data and is_hf_data(data):
+        from bench.hf_data import hf_images
+
+        return hf_images(data, prior.image_size)
     if data:
         return folder_images(data, prior.image_size)
     default = getattr(prior, "default_source", None)

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torchvision.transforms import v2
 
-from bench.data import ImageSource, folder_images
+from bench.data import ImageSource
 from bench.priors import load_prior
 from bench.priors.base import Prior
 from bench.seeding import generator_for, randn_per_sample
@@ -59,7 +59,8 @@ LR_SCHEDULES = ("constant", "cosine")
 TRAIN_OPERATOR_HELP: dict[str, str] = {
     "prior": "prior name, alias (sd15, rv51), Hugging Face id or diffusers folder",
     "deg": "degradation spec, e.g. 'sr4' or 'blur:sigma=3,size=61' (see `bench list`)",
-    "data": "folder of training images (default: the gaussian oracle's own samples)",
+    "data": "training images: a folder (searched recursively), hf:NAME[:SPLIT][:COLUMN] or a "
+    "save_to_disk folder (default: the gaussian oracle's own samples)",
     "steps": "total optimizer steps (a resumed run continues up to this number)",
     "batch": "images per step",
     "lr": "learning rate (default: 1e-4 Adam for the CNNs, 2e-4 AdamW for readout)",
@@ -454,7 +455,9 @@ def train_operator_command(
     model = load_prior(prior, device=device)
     op = build_degradation(deg, model.image_size)
     if data is not None:
-        source: TrainingData = ImageSourceData(folder_images(data, model.image_size), val_fraction)
+        from bench.runner import image_source  # folders, hf: data sets, saved data sets
+
+        source: TrainingData = ImageSourceData(image_source(model, data), val_fraction)
     elif hasattr(model, "sample_images"):
         source = PriorSampleData(model)
     elif hasattr(model, "training_source"):
