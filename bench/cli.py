@@ -19,6 +19,7 @@ from rich.table import Table
 
 from bench.data import ImageLoadError
 from bench.executors import run_local, run_ray, run_submitit, shard_cells
+from bench.presets import load_preset, preset_names
 from bench.priors import PRIOR_DESCRIPTIONS
 from bench.runner import RunOptions, describe_plan, make_plan, save_config
 from bench.store import write_per_image_csv
@@ -53,7 +54,10 @@ def list_all() -> None:
     priors = Table("prior", "what it is")
     for name, description in PRIOR_DESCRIPTIONS.items():
         priors.add_row(name, description)
-    for table in (solvers, degradations, priors):
+    presets = Table("preset", "what it is")
+    for name in preset_names():
+        presets.add_row(name, load_preset(name).description)
+    for table in (solvers, degradations, priors, presets):
         out.print(table)
 
 
@@ -68,12 +72,17 @@ def load_config_file(path: Path) -> dict:
     data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of option names to values")
+    return option_values(data, str(path))
+
+
+def option_values(data: dict, where: str) -> dict:
+    """Config keys ('save-images' or 'save_images') checked and converted to option types."""
     config = {}
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in OPTION_NAMES:
             raise ValueError(
-                f"{path}: unknown option {key!r}; valid: {', '.join(sorted(OPTION_NAMES))}"
+                f"{where}: unknown option {key!r}; valid: {', '.join(sorted(OPTION_NAMES))}"
             )
         config[name] = _as_option_type(name, value)
     return config
@@ -93,15 +102,25 @@ def _as_option_type(name: str, value: object) -> object:
     return value if "bool" in kind else str(value)
 
 
-def merge_config(ctx: typer.Context, given: dict, path: Path | None) -> RunOptions:
-    """Command-line values win; a config file fills the options left at their defaults."""
+def merge_config(
+    ctx: typer.Context, given: dict, path: Path | None, preset: str | None = None
+) -> RunOptions:
+    """Command-line values win; a config file, then a preset, fill the options left at their
+    defaults."""
     values = dict(given)
-    if path is not None:
-        for name, value in load_config_file(path).items():
+    layers = [load_config_file(path)] if path is not None else []
+    preset = preset or (layers[0].get("preset") if layers else None)
+    if preset:
+        layers.append(option_values(load_preset(preset).options, f"preset {preset!r}"))
+    filled: set[str] = set()
+    for layer in layers:
+        for name, value in layer.items():
             param = "set_" if name == "set" else name
             source = ctx.get_parameter_source(param)  # typer may vendor its own click enum
-            if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            at_default = source is None or source.name in ("DEFAULT", "DEFAULT_MAP")
+            if at_default and name not in filled:
                 values[name] = value
+                filled.add(name)
     return RunOptions(**values)
 
 
@@ -143,6 +162,9 @@ def run(
     force: bool = typer.Option(False, help="recompute cells that already have a record"),
     retry_failed: bool = typer.Option(False, help="recompute cells whose record is a failure"),
     config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
+    preset: str | None = typer.Option(
+        None, help="a paper's setting, e.g. silo-ffhq (see `bench list`; CLI and --config win)"
+    ),
     dry_run: bool = typer.Option(False, help="print the plan and exit"),
     slurm: list[str] = typer.Option([], help="submitit parameters, e.g. slurm_partition=gpu"),
     ray: list[str] = typer.Option(
@@ -153,7 +175,7 @@ def run(
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
     given["set"] = set_
     try:
-        options = merge_config(ctx, given, config)
+        options = merge_config(ctx, given, config, preset)
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
