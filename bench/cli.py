@@ -383,6 +383,24 @@ def train_operator(
     console.print(f"operator saved: {path}")
 
 
+@app.command("import-operator")
+def import_operator(
+    file: Path = typer.Argument(..., help="an operator checkpoint of the official SILO release"),
+    prior: str = typer.Option(..., help="the prior it belongs to, as `bench run --prior` names it"),
+    deg: str = typer.Option(..., help="its degradation spec, e.g. 'sr4' (see `bench list`)"),
+    variant: str = typer.Option(..., help="official network: cnn | preserve | readout"),
+    out: Path | None = typer.Option(None, help="folder to write to (default: the user cache)"),
+) -> None:
+    """Convert an official SILO operator into our checkpoint format, found by `bench run`."""
+    from operators.latent.official import import_operator as convert
+
+    try:
+        path = convert(file, prior, deg, variant, out)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    console.print(f"operator imported: {path}")
+
+
 @app.command()
 def doctor() -> None:
     """List every weight file and model the tool can use: found or missing, where, and how."""
