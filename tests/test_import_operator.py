@@ -315,9 +315,45 @@ def test_readout_import_places_every_official_tensor(tiny_sd, tiny_prior, tmp_pa
     for official, name in expected.items():
         assert torch.equal(ours[name], state[official]), official
     assert len(ours) == len(state)
-    assert sorted(v.sum().item() for v in ours.values()) == pytest.approx(
-        sorted(v.sum().item() for v in state.values())
-    )
+    # and the whole network computes the official readout (bottlenecks without emb, §8)
+    from operators.latent.readout import UNetFeatureReader
+
+    payload = read_checkpoint(path)
+    assert payload["metadata"]["architecture"]["timestep_emb"] is False
+    net = build_network(payload["metadata"]["architecture"], tiny_prior)
+    net.load_state_dict(ours)
+    z = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        with UNetFeatureReader(unet).capture() as features:
+            tiny_prior.eps(z, torch.tensor([500]))
+        s = torch.tensor([0.02 / 0.1 * 999])
+        e_sigma = unet.time_embedding(unet.time_proj(s).to(z.dtype))
+        expected = readout_reference(state, features.maps, e_sigma, (h, w))
+        torch.testing.assert_close(net(features, 0.02), expected, **TOL)
+
+
+def readout_reference(p: dict, maps: list, e_sigma: torch.Tensor, size) -> torch.Tensor:
+    def conv_gn(prefix: str, x: torch.Tensor, pad: int = 0) -> torch.Tensor:
+        x = F.conv2d(x, p[f"{prefix}.weight"], padding=pad)
+        return F.group_norm(x, 32, p[f"{prefix}.norm.weight"], p[f"{prefix}.norm.bias"])
+
+    s = F.linear(e_sigma, p["sigma_emb_linear.weight"], p["sigma_emb_linear.bias"])
+    s = s.reshape(-1, 1, *size)
+    s = F.layer_norm(s, s.shape[1:], p["sigma_emb_norm.weight"], p["sigma_emb_norm.bias"])
+    weights = torch.softmax(p["mixing_weights"], dim=0)
+    mixed = 0
+    for i, fmap in enumerate(maps):
+        x = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
+        x = torch.cat([x, s], dim=1)
+        b = f"bottleneck_layers.{i}"
+        out = F.relu(conv_gn(f"{b}.conv1", x))
+        out = F.relu(conv_gn(f"{b}.conv2", out, pad=1))
+        out = F.relu(conv_gn(f"{b}.conv3", out) + conv_gn(f"{b}.shortcut", x))
+        mixed = mixed + weights[i] * out
+    x = torch.cat([mixed, s], dim=1)
+    x = F.silu(F.conv2d(x, p["output_head.0.weight"], p["output_head.0.bias"], padding=1))
+    x = F.silu(F.conv2d(x, p["output_head.2.weight"], p["output_head.2.bias"], padding=1))
+    return F.conv2d(x, p["output_head.4.weight"], p["output_head.4.bias"])
 
 
 def test_imported_operator_is_found_by_bench_run(tiny_sd, tmp_path):

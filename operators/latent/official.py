@@ -5,6 +5,10 @@ The official code saves the CNN (`DegradationModel`) and the preserve CNN
 readout network (`AggregationNetwork`) under the key "aggregation_network" (silo.md §2). Our
 networks have the same layers and parameter counts under other names; the rules below rename
 them, and every name and shape is then checked against the network built for the run.
+An imported readout network runs its bottlenecks without the timestep embedding, as the
+official sampling does (silo.md §8, pitfall 1). The preserve CNN's fixed 64 x 64 position
+buffer is checked, not loaded: we compute the same map at the latent's size (the official
+code interpolates the 64 x 64 one; the two agree for SD-1.x's 64 x 64 latents).
 """
 
 from __future__ import annotations
@@ -193,6 +197,8 @@ def import_operator(
     prior = load_prior(prior_id)
     op = build_degradation(deg, prior.image_size)
     arch = network_architecture(ours, prior, op)
+    if ours == "readout":  # the official sampling runs the bottlenecks without emb (§8)
+        arch = {**arch, "timestep_emb": False}
     net = build_network(arch, prior)
     net.load_state_dict(map_official_state_dict(read_official_state_dict(path), ours, net, path))
     metadata = {
