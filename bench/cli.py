@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.options import RunOptions
+from bench.presets import load_preset, preset_names
 from bench.slurm import PASS_SECONDS, TIME_RULE
 from bench.train_operator_help import TRAIN_OPERATOR_HELP
 
@@ -70,7 +71,10 @@ def list_all() -> None:
     priors = Table("prior", "what it is")
     for name, description in PRIOR_DESCRIPTIONS.items():
         priors.add_row(name, description)
-    for table in (solvers, degradations, priors):
+    presets = Table("preset", "what it is")
+    for name in preset_names():
+        presets.add_row(name, load_preset(name).description)
+    for table in (solvers, degradations, priors, presets):
         out.print(table)
 
 
@@ -91,12 +95,17 @@ def load_config_file(path: Path) -> dict:
         raise ValueError(f"--config {path}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of option names to values")
+    return option_values(data, str(path))
+
+
+def option_values(data: dict, where: str) -> dict:
+    """Config keys ('save-images' or 'save_images') checked and converted to option types."""
     config = {}
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in OPTION_NAMES:
             raise ValueError(
-                f"{path}: unknown option {key!r}; valid: {', '.join(sorted(OPTION_NAMES))}"
+                f"{where}: unknown option {key!r}; valid: {', '.join(sorted(OPTION_NAMES))}"
             )
         config[name] = _as_option_type(name, value)
     return config
@@ -119,15 +128,25 @@ def _as_option_type(name: str, value: object) -> object:
     return value if "bool" in kind else str(value)
 
 
-def merge_config(ctx: typer.Context, given: dict, path: Path | None) -> RunOptions:
-    """Command-line values win; a config file fills the options left at their defaults."""
+def merge_config(
+    ctx: typer.Context, given: dict, path: Path | None, preset: str | None = None
+) -> RunOptions:
+    """Command-line values win; a config file, then a preset, fill the options left at their
+    defaults."""
     values = dict(given)
-    if path is not None:
-        for name, value in load_config_file(path).items():
+    layers = [load_config_file(path)] if path is not None else []
+    preset = preset or (layers[0].get("preset") if layers else None)
+    if preset:
+        layers.append(option_values(load_preset(preset).options, f"preset {preset!r}"))
+    filled: set[str] = set()
+    for layer in layers:
+        for name, value in layer.items():
             param = "set_" if name == "set" else name
             source = ctx.get_parameter_source(param)  # typer may vendor its own click enum
-            if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            at_default = source is None or source.name in ("DEFAULT", "DEFAULT_MAP")
+            if at_default and name not in filled:
                 values[name] = value
+                filled.add(name)
     return RunOptions(**values)
 
 
@@ -171,6 +190,9 @@ def run(
     config: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="TOML/YAML file of options (CLI wins)"
     ),
+    preset: str | None = typer.Option(
+        None, help="a paper's setting, e.g. silo-ffhq (see `bench list`; CLI and --config win)"
+    ),
     dry_run: bool = typer.Option(False, help="print the plan and exit"),
     status: bool = typer.Option(
         False, "--status", help="print how many cells of --out are done/failed/claimed; run nothing"
@@ -207,7 +229,7 @@ def run(
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
     given["set"] = set_
     try:
-        options = merge_config(ctx, given, config)
+        options = merge_config(ctx, given, config, preset)
         if status:
             _out_console().print(escape(run_state(Path(options.out)).line()), soft_wrap=True)
             return
@@ -414,6 +436,24 @@ def train_operator(
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         _fail(str(e))
     console.print(f"operator saved: {path}")
+
+
+@app.command("import-operator")
+def import_operator(
+    file: Path = typer.Argument(..., help="an operator checkpoint of the official SILO release"),
+    prior: str = typer.Option(..., help="the prior it belongs to, as `bench run --prior` names it"),
+    deg: str = typer.Option(..., help="its degradation spec, e.g. 'sr4' (see `bench list`)"),
+    variant: str = typer.Option(..., help="official network: cnn | preserve | readout"),
+    out: Path | None = typer.Option(None, help="folder to write to (default: the user cache)"),
+) -> None:
+    """Convert an official SILO operator into our checkpoint format, found by `bench run`."""
+    from operators.latent.official import import_operator as convert
+
+    try:
+        path = convert(file, prior, deg, variant, out)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    console.print(f"operator imported: {path}")
 
 
 @app.command()

@@ -108,13 +108,14 @@ def base_record(cell: Cell) -> dict:
     }
 
 
-def failure_record(cell: Cell, status: str, error: BaseException) -> dict:
+def failure_record(cell: Cell, status: str, error: BaseException, env: dict | None = None) -> dict:
     """A record for a cell that did not produce an image; the message says why and where."""
     message = f"{type(error).__name__}: {error}"
     if isinstance(error, SolverDiverged):
         message += f" (step {error.step})"
     where = "".join(traceback.format_exception(error, limit=-3)) if status == "error" else None
-    return {**base_record(cell), "status": status, "error": message, "traceback": where}
+    record = {**base_record(cell), "status": status, "error": message, "traceback": where}
+    return record | ({"env": env} if env else {})
 
 
 def status_of(error: BaseException) -> str:
@@ -256,7 +257,7 @@ def run_chunk(ctx: RunContext, chunk: list[Cell]) -> list[dict]:
             images.append(ctx.source.load(cell.image_id).to(ctx.prior.device, ctx.prior.dtype))
             ready.append(cell)
         except Exception as e:
-            records.append(failure_record(cell, "error", e))
+            records.append(failure_record(cell, "error", e, ctx.env))
     if not ready:
         return records
     try:
@@ -267,5 +268,5 @@ def run_chunk(ctx: RunContext, chunk: list[Cell]) -> list[dict]:
     except Exception as e:
         if isinstance(e, torch.OutOfMemoryError) and ctx.prior.device.type == "cuda":
             torch.cuda.empty_cache()
-        records.extend(failure_record(cell, status_of(e), e) for cell in ready)
+        records.extend(failure_record(cell, status_of(e), e, ctx.env) for cell in ready)
     return records

@@ -34,6 +34,7 @@ class RunOptions:
     operators: list[str] = field(default_factory=list)
     force: bool = False
     retry_failed: bool = False
+    preset: str | None = None
 
     def spec(self) -> RunSpec:
         """What a worker needs to rebuild the context."""

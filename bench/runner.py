@@ -11,7 +11,9 @@ from pathlib import Path
 
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
+from bench.hf_data import is_hf_data
 from bench.options import RunOptions
+from bench.presets import preset_solver_defaults
 from bench.priors import load_prior
 from bench.priors.base import Prior
 from bench.runspec import EXECUTORS, RunSpec
@@ -57,9 +59,16 @@ def split_specs(text: str) -> list[str]:
 
 
 def resolve_solvers(
-    text: str, degradations: list[str], steps: int | None, set_items: list[str]
+    text: str,
+    degradations: list[str],
+    steps: int | None,
+    set_items: list[str],
+    task_overrides: dict[str, dict[str, dict]] | None = None,
 ) -> list[SolverChoice]:
-    """Solver tokens ('psld[omega=0.5]') + --set + --steps -> hyperparameters per degradation."""
+    """Solver tokens ('psld[omega=0.5]') + --set + --steps -> hyperparameters per degradation.
+
+    `task_overrides` ({solver: {degradation name: hparams}}, a preset's) sit above the
+    registry's defaults and below --set and [brackets]."""
     tokens = [parse_solver_token(t) for t in split_top_level(text)]
     if not tokens:
         raise ValueError("--solvers is empty; see `bench list` for the valid names")
@@ -81,7 +90,8 @@ def resolve_solvers(
         for deg in degradations:
             task = deg.split(":")[0]
             base = spec.hparams(task)
-            given = {k: coerce_like(v, base.get(k, v)) for k, v in overrides.items()}
+            preset = (task_overrides or {}).get(name, {}).get(task, {})
+            given = {k: coerce_like(v, base.get(k, v)) for k, v in {**preset, **overrides}.items()}
             if steps is not None and "steps" in base:
                 given.setdefault("steps", steps)
             per_deg[deg] = spec.hparams(task, given)
@@ -90,7 +100,12 @@ def resolve_solvers(
 
 
 def image_source(prior: Prior, data: str | None) -> ImageSource:
-    """--data FOLDER, else the prior's default set (embedded: held-out crops; oracle: samples)."""
+    """--data FOLDER / hf:NAME / a saved `datasets` folder, else the prior's default set
+    (embedded: held-out crops; oracle: samples)."""
+    if data and is_hf_data(data):
+        from bench.hf_data import hf_images
+
+        return hf_images(data, prior.image_size)
     if data:
         return folder_images(data, prior.image_size)
     default = getattr(prior, "default_source", None)
@@ -176,7 +191,13 @@ def make_plan(options: RunOptions) -> Plan:
     options.batch = options.batch or run_defaults.get("batch", 1)
     solvers = [
         with_artifacts(choice, prior, degradations)
-        for choice in resolve_solvers(options.solvers, degradations, options.steps, options.set)
+        for choice in resolve_solvers(
+            options.solvers,
+            degradations,
+            options.steps,
+            options.set,
+            preset_solver_defaults(options.preset),
+        )
     ]
     check_steps(solvers, options.steps, len(prior.alphas_cumprod))
     cells = plan_cells(

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torchvision.transforms import v2
 
-from bench.data import ImageSource, folder_images
+from bench.data import ImageSource
 from bench.priors import load_prior
 from bench.priors.base import Prior
 from bench.seeding import generator_for, randn_per_sample
@@ -437,7 +437,9 @@ def train_operator_command(
     model = load_prior(prior, device=device)
     op = build_degradation(deg, model.image_size)
     if data is not None:
-        source: TrainingData = ImageSourceData(folder_images(data, model.image_size), val_fraction)
+        from bench.runner import image_source  # folders, hf: data sets, saved data sets
+
+        source: TrainingData = ImageSourceData(image_source(model, data), val_fraction)
     elif hasattr(model, "sample_images"):
         source = PriorSampleData(model)
     elif hasattr(model, "training_source"):

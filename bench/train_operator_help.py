@@ -3,7 +3,8 @@
 TRAIN_OPERATOR_HELP: dict[str, str] = {
     "prior": "prior name, alias (sd15, rv51), Hugging Face id or diffusers folder",
     "deg": "degradation spec, e.g. 'sr4' or 'blur:sigma=3,size=61' (see `bench list`)",
-    "data": "folder of training images (default: the gaussian oracle's own samples)",
+    "data": "training images: a folder (searched recursively), hf:NAME[:SPLIT][:COLUMN] or a "
+    "save_to_disk folder (default: the gaussian oracle's own samples)",
     "steps": "total optimizer steps (a resumed run continues up to this number)",
     "batch": "images per step",
     "lr": "learning rate (default: 1e-4 Adam for the CNNs, 2e-4 AdamW for readout)",
