@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 import scipy.linalg
 import torch
-import torchvision
-from fabricate import fabricate_run, go_offline, noisy, truth_image
+from fabricate import fabricate_run, fake_alexnet, go_offline, noisy, truth_image
 from PIL import Image
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
@@ -55,20 +54,6 @@ def images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     """Random images in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, size, size, generator=g) * 2 - 1
-
-
-def fake_alexnet(path: Path) -> dict[str, torch.Tensor]:
-    """A RANDOM AlexNet state_dict at `path` (plumbing only): features random, the classifier
-    (unused by LPIPS) as stride-0 zeros so the file stays small."""
-    torch.manual_seed(0)
-    state = torchvision.models.alexnet(weights=None).state_dict()
-    state = {
-        k: v if k.startswith("features") else torch.zeros(1).expand(v.shape)
-        for k, v in state.items()
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return state
 
 
 def hub_checkpoints(tmp_path: Path) -> Path:
