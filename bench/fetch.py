@@ -229,6 +229,19 @@ def fetch_missing(keys: list[str], *, offline: bool, console: Console) -> dict[s
     return missing
 
 
+def weights_used(keys: list[str]) -> list[str]:
+    """A line per present file of `keys`: its path, full sha256 and how it is pinned, so a
+    report says exactly which weights made its numbers."""
+    lines = []
+    for key in keys:
+        entry = MANIFEST[key]
+        if (path := entry.find()) is not None:
+            with path.open("rb") as stream:
+                digest = hashlib.file_digest(stream, "sha256").hexdigest()
+            lines.append(f"weights used: {path} (sha256 {digest}; manifest: {entry.pinned()})")
+    return lines
+
+
 def fetch_command(
     keys: list[str], to: Path | None, mirror: str | None, force: bool, console: Console
 ) -> int:
@@ -238,9 +251,14 @@ def fetch_command(
     )
     for item in done:
         if item.fetched:
+            unpinned = item.checked_by == "unpinned"
+            check = (
+                "NOT checked: no sha256 is published for this file; compare it with a trusted copy"
+                if unpinned
+                else f"checked against the manifest's {item.checked_by}"
+            )
             console.print(
-                f"installed {item.key}: {item.path} (sha256 {item.sha256}; "
-                f"checked against: {item.checked_by})",
+                f"installed {item.key}: {item.path} (sha256 {item.sha256}; {check})",
                 soft_wrap=True,
                 highlight=False,
             )

@@ -111,7 +111,9 @@ def test_fetch_from_a_loopback_mirror_installs_a_file_lpips_then_loads(
     assert (hub(tmp_path) / ALEX).read_bytes() == body
     assert leftovers(hub(tmp_path)) == [ALEX]
     assert server.requests == [f"/{ALEX}"]
-    assert digest in result.output.replace("\n", "")
+    assert f"(sha256 {digest}; checked against the manifest's sha256)" in result.output.replace(
+        "\n", ""
+    )
     model = metrics.lpips_model("alex")  # the metric code finds and loads the fetched file
     assert torch.equal(model.net.net.slice1[0].weight, state["features.0.weight"])
     again = cli("fetch-weights", "lpips-alex", "--from", server.url)
@@ -239,7 +241,7 @@ def _run(tmp_path: Path) -> Path:
 
 def test_report_downloads_missing_weights_unless_offline(tmp_path, server, monkeypatch, capsys):
     body, _ = alexnet_bytes(tmp_path)
-    pin(monkeypatch, "lpips-alex", body)
+    digest = pin(monkeypatch, "lpips-alex", body)
     server.files[f"/{ALEX}"] = body
     monkeypatch.setenv(weights.MIRROR_ENV, server.url)
     run = _run(tmp_path)
@@ -256,6 +258,7 @@ def test_report_downloads_missing_weights_unless_offline(tmp_path, server, monke
     assert (hub(tmp_path) / ALEX).read_bytes() == body
     err = capsys.readouterr().err.replace("\n", "")
     assert "vgg16-397923af.pth download failed" in err and "HTTP 404" in err
+    assert f"weights used: {hub(tmp_path) / ALEX} (sha256 {digest}; manifest: sha256)" in err
     summary = (out / "summary.csv").read_text()
     assert "lpips_vgg: vgg16-397923af.pth" in summary and "lpips_alex:" not in summary
 

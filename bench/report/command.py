@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from bench.fetch import fetch_missing
+from bench.fetch import fetch_missing, weights_used
 from bench.report.compare import compare as paired_compare
 from bench.report.compare import compare_filename, parse_pair
 from bench.report.frame import GROUP, Notes, add_image_metrics, load_frame, per_image_table
@@ -64,6 +64,8 @@ def report_command(
     )
     for key, why in fetch_missing(keys, offline=offline, console=Console(stderr=True)).items():
         notes.add(f"{MANIFEST[key].filename} {why}")
+    for line in weights_used(keys):
+        notes.add(line)
     frame = add_image_metrics(frame, lpips=lpips, device=device, notes=notes)
     if fid:
         scores = set_scores(
