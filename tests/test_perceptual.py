@@ -306,3 +306,23 @@ def test_torchmetrics_inception_loads_the_weights_folder(tmp_path, monkeypatch):
     run = fabricate_run(tmp_path / "run", [{"image_id": "0000", "recon": truth_image("y")}])
     feats = source([run / "images" / "key0000.png"] * 2)
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+
+
+class NaNNet(TinyNet):
+    """TinyNet whose features are all NaN (what a corrupt weights file can produce)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * math.nan
+
+
+def test_non_finite_features_leave_fid_empty_instead_of_crashing(tmp_path):
+    rows = [
+        {"key": f"k{i}", "image_id": f"{i:04d}", "recon": noisy(truth_image(f"{i:04d}"), 20, i)}
+        for i in range(4)
+    ]
+    out = report_command(
+        [fabricate_run(tmp_path / "run", rows)], lpips=False, fid_features=NaNNet()
+    )
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.fid.isna().all() and summary.kid_x1e3.isna().all()
+    assert summary.fid_note.str.startswith("non-finite features").all()

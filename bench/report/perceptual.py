@@ -255,7 +255,13 @@ def set_scores(
         else:
             if truths not in reals:
                 reals[truths] = source(list(truths))
-            scores = SCORERS[backend](reals[truths], source(fakes), SEED)
+            real, fake = reals[truths], source(fakes)
+            finite = bool(torch.isfinite(real).all() and torch.isfinite(fake).all())
+            scores = (  # LAPACK crashes the process on NaN (a corrupt weights file, say)
+                SCORERS[backend](real, fake, SEED)
+                if finite
+                else SetScores.undefined("non-finite features: check the weights file")
+            )
         subsets, size = (
             kid_plan(len(truths), len(fakes)) if np.isfinite(scores.kid_x1e3) else (0, 0)
         )

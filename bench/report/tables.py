@@ -147,7 +147,7 @@ def footnotes(block: pd.DataFrame) -> list[str]:
         f"`bench fetch-weights {keys.get(file, '')}` installs it"
         for file, labels in missing_files(block).items()
     ]
-    scored = block[block.get("fid", pd.Series(np.nan, index=block.index)).notna()]
+    scored = block[block.get("kid_subset_size", pd.Series(np.nan, index=block.index)).notna()]
     sets = {
         (int(r["fid_n"]), int(r["fid_real_n"]), int(r["kid_subset_size"]), int(r["kid_subsets"]))
         for _, r in scored.iterrows()
