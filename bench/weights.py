@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -287,7 +288,7 @@ def doctor_command(as_json: bool = False) -> int:
         report = {"ok": not blocking, "missing_for_default_report": blocking, "files": rows}
         print(json.dumps(report, indent=2))
         return 1 if blocking else 0
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 200)  # whole paths in logs
     table = Table("what", "file", "used by", "status", "checked by", "path")
     colour = {"found": "green", "missing": "red", "partial": "yellow"}
     for row in rows:
