@@ -39,6 +39,7 @@ ADVICE = {
     "checksum": "the server's file is not the one the metric is defined with, so it was refused; "
     "if it came from a mirror, refresh the mirror's copy from the canonical URL",
     "missing": "put the file under this exact name into the mirror folder",
+    "disk": "install into a writable folder with free space (--to DIR or $LATENT_BENCH_WEIGHTS)",
 }
 
 
@@ -46,7 +47,7 @@ class FetchError(RuntimeError):
     """A file could not be installed: names the file, the source, why and what to do."""
 
     def __init__(self, entry: WeightFile, source: str, kind: str, why: str, dest: Path) -> None:
-        """kind: network | http | truncated | checksum | missing (selects the advice)."""
+        """kind: a key of ADVICE (network, http, truncated, checksum, missing, disk)."""
         self.entry, self.source, self.kind = entry, source, kind
         super().__init__(
             f"cannot fetch {entry.filename} ({entry.used_by})\n"
@@ -115,42 +116,54 @@ def _opened(entry: WeightFile, source: str, dest: Path) -> Iterator[tuple[Binary
         yield response, int(length) if length and length.isdigit() else None
 
 
+class _Cut(Exception):
+    """Reading the source failed part-way (reset, timeout, incomplete read)."""
+
+
 def _copy(stream: BinaryIO, out: BinaryIO, progress: Progress, task: int) -> tuple[str, int]:
-    """Copy in chunks: (hex sha256, bytes copied)."""
+    """Copy in chunks: (hex sha256, bytes copied); a failed read is a _Cut."""
     digest, count = hashlib.sha256(), 0
-    while chunk := stream.read(CHUNK):
+    while True:
+        try:
+            chunk = stream.read(CHUNK)
+        except (OSError, http.client.HTTPException) as e:
+            raise _Cut(f"{type(e).__name__}: {e}") from None
+        if not chunk:
+            return digest.hexdigest(), count
         out.write(chunk)
         digest.update(chunk)
         count += len(chunk)
         progress.update(task, advance=len(chunk))
-    return digest.hexdigest(), count
 
 
 def fetch_file(entry: WeightFile, dest: Path, mirror: str | None, progress: Progress) -> str:
     """Download `entry` into a temp file beside `dest`, verify, rename: its sha256. On any
     failure (or Ctrl-C) the temp file is removed and `dest` is untouched."""
     source = source_of(entry, mirror)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        dir=dest.parent, prefix=f".{entry.filename}.", suffix=".part"
-    )
-    temp = Path(temp_name)
+    temp = None
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(
+            dir=dest.parent, prefix=f".{entry.filename}.", suffix=".part"
+        )
+        temp = Path(name)
         with os.fdopen(handle, "wb") as out, _opened(entry, source, dest) as (stream, total):
-            task = progress.add_task(entry.filename, total=total)
-            try:
-                digest, count = _copy(stream, out, progress, task)
-            except (OSError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
-                why = f"transfer interrupted: {type(e).__name__}: {e}"
-                raise FetchError(entry, source, "truncated", why, dest) from None
+            digest, count = _copy(
+                stream, out, progress, progress.add_task(entry.filename, total=total)
+            )
         if total is not None and count != total:
             why = f"received {count:,} of {total:,} bytes"
             raise FetchError(entry, source, "truncated", why, dest)
         if problem := entry.checksum_problem(digest):
             raise FetchError(entry, source, "checksum", problem, dest)
         os.replace(temp, dest)
+    except _Cut as e:
+        raise FetchError(entry, source, "truncated", f"transfer interrupted: {e}", dest) from None
+    except OSError as e:
+        raise FetchError(entry, source, "disk", f"cannot write: {e}", dest) from None
     finally:
-        temp.unlink(missing_ok=True)
+        if temp is not None:
+            temp.unlink(missing_ok=True)
     return digest
 
 

@@ -275,3 +275,16 @@ def test_report_without_network_tries_once_then_reports_missing(tmp_path, monkey
     assert "vgg16-397923af.pth not downloaded (no network)" in err
     assert "weights-inception-2015-12-05-6726825d.pth not downloaded (no network)" in err
     assert "`bench fetch-weights fid-inception` installs it" in (out / "summary.md").read_text()
+
+
+def test_an_unwritable_destination_is_a_clear_error(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / ALEX).write_bytes(b"x")
+    pin(monkeypatch, "lpips-alex", b"x")
+    (tmp_path / "a-file").write_text("not a folder")
+    to = tmp_path / "a-file" / "weights"
+    result = cli("fetch-weights", "lpips-alex", "--from", str(mirror), "--to", str(to))
+    out = result.output.replace("\n", " ")
+    assert result.exit_code == 1 and "cannot write" in out and "--to DIR" in out
+    assert result.exception is None or isinstance(result.exception, SystemExit)
