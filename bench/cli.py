@@ -370,6 +370,9 @@ def report(
         None, help="custom feature extractor 'package.module:attr' instead of Inception"
     ),
     device: str | None = typer.Option(None, help="device for SSIM/LPIPS/Inception (default auto)"),
+    offline: bool = typer.Option(
+        False, help="never download missing metric weights (also: HF_HUB_OFFLINE=1)"
+    ),
 ) -> None:
     """Tables (CSV, Markdown, LaTeX), plots, paired comparisons and FID/KID from run folders."""
     from bench.report import report_command
@@ -384,6 +387,7 @@ def report(
             fid,
             fid_features=fid_features,
             device=device,
+            offline=offline,
         )
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -457,11 +461,38 @@ def import_operator(
 
 
 @app.command()
-def doctor() -> None:
-    """List every weight file and model the tool can use: found or missing, where, and how."""
+def doctor(
+    json_: bool = typer.Option(False, "--json", help="print the status as JSON (for scripts)"),
+) -> None:
+    """List every weight file and model the tool can use; exit 1 if the default report lacks one."""
     from bench.weights import doctor_command
 
-    doctor_command()
+    raise typer.Exit(doctor_command(as_json=json_))
+
+
+@app.command("fetch-weights")
+def fetch_weights(
+    keys: list[str] = typer.Argument(
+        None, help="manifest keys (see `bench doctor`); none: what the default report needs"
+    ),
+    to: Path | None = typer.Option(
+        None,
+        help="install into this folder (default: $LATENT_BENCH_WEIGHTS, else each "
+        "library's own folder)",
+    ),
+    from_: str | None = typer.Option(
+        None, "--from", help="mirror: an http(s) base URL or a folder holding the same file names"
+    ),
+    force: bool = typer.Option(False, help="download again even when the file is present"),
+) -> None:
+    """Download metric weights (LPIPS backbones, Inception), check their sha256, install them."""
+    from bench.fetch import fetch_command
+
+    try:
+        code = fetch_command(keys or [], to, from_, force, console)
+    except ValueError as e:
+        _fail(str(e))
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":
