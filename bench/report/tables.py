@@ -215,7 +215,7 @@ def markdown(summary: pd.DataFrame, notes: Notes) -> str:
         lines.append(f"FID/KID features: {'; '.join(features)}; n per set in summary.csv (fid_n).")
     for setting, spec, table in overviews(summary):
         lines += ["", f"## Overview: {overview_title(setting, spec)}", ""]
-        lines += [_md_row(["solver", *table.columns]), _md_row(["---"] * (len(table.columns) + 1))]
+        lines += [md_row(["solver", *table.columns]), md_row(["---"] * (len(table.columns) + 1))]
         best = {d: best_rows(table[d], spec.better, spec.digits) for d in table.columns}
         for solver, row in table.iterrows():
             cells = [
@@ -224,15 +224,15 @@ def markdown(summary: pd.DataFrame, notes: Notes) -> str:
                 else number(row[d], spec.digits)
                 for d in table.columns
             ]
-            lines.append(_md_row([solver, *cells]))
+            lines.append(md_row([solver, *cells]))
     for setting, block in blocks(summary):
         specs = shown(block)
         header = ["solver", "n", "failed", *(s.label for s in specs)]
-        lines += ["", f"## {block_title(setting)}", "", _md_row(header)]
-        lines.append(_md_row(["---"] * len(header)))
+        lines += ["", f"## {block_title(setting)}", "", md_row(header)]
+        lines.append(md_row(["---"] * len(header)))
         for _, row in block.iterrows():
             cells = [markdown_cell(row, s) for s in specs]
-            lines.append(_md_row([row["solver_label"], str(row["n"]), failures_text(row), *cells]))
+            lines.append(md_row([row["solver_label"], str(row["n"]), failures_text(row), *cells]))
         for line in footnotes(block):
             lines += ["", line]
     if notes.lines:
@@ -240,6 +240,6 @@ def markdown(summary: pd.DataFrame, notes: Notes) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _md_row(cells: list[str]) -> str:
+def md_row(cells: list[str]) -> str:
     """A Markdown table row, pipes in cells escaped."""
     return "| " + " | ".join(str(c).replace("|", r"\|") for c in cells) + " |"
