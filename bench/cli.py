@@ -7,33 +7,47 @@ import sys
 from collections import defaultdict
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import tomllib
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench.data import ImageLoadError
-from bench.executors import run_local, run_ray, run_submitit, shard_cells
 from bench.grid import auto_grid
-from bench.priors import PRIOR_DESCRIPTIONS
-from bench.runner import RunOptions, describe_plan, make_plan, save_config
-from bench.store import write_per_image_csv
-from bench.train_operator import TRAIN_OPERATOR_HELP
+from bench.options import RunOptions
+from bench.presets import load_preset, preset_names
+from bench.slurm import PASS_SECONDS, TIME_RULE
+from bench.train_operator_help import TRAIN_OPERATOR_HELP
 from bench.tuned import check_tuned
-from operators import list_degradations
-from solvers import SOLVERS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+if TYPE_CHECKING:
+    from bench.executors import ClusterOptions
+
+app = typer.Typer(no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 _D = RunOptions()
 OPTION_TYPES = {f.name: str(f.type) for f in fields(RunOptions)}
 OPTION_NAMES = set(OPTION_TYPES)
 PROGRESS_METRICS = ("psnr", "post_ratio")  # running means shown in the progress bar
+
+
+def _print_version(value: bool) -> None:
+    """--version: print the package version and exit."""
+    if value:
+        from bench import __version__
+
+        print(f"latent-inverse-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """The `bench` command line: list the registries, run a sweep."""
 
 
 def _out_console() -> Console:
@@ -44,6 +58,10 @@ def _out_console() -> Console:
 @app.command("list")
 def list_all() -> None:
     """Print the solvers, degradations and priors the tool knows."""
+    from bench.priors import PRIOR_DESCRIPTIONS
+    from operators import list_degradations
+    from solvers import SOLVERS
+
     out = _out_console()
     solvers = Table(
         "solver", "default hyperparameters", "per-degradation", "step sizes", "what it is"
@@ -59,27 +77,41 @@ def list_all() -> None:
     priors = Table("prior", "what it is")
     for name, description in PRIOR_DESCRIPTIONS.items():
         priors.add_row(name, description)
-    for table in (solvers, degradations, priors):
+    presets = Table("preset", "what it is")
+    for name in preset_names():
+        presets.add_row(name, load_preset(name).description)
+    for table in (solvers, degradations, priors, presets):
         out.print(table)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def load_config_file(path: Path) -> dict:
     """A TOML or YAML file whose keys are `bench run` options (lists become comma lists)."""
+    import tomllib
+    import yaml
+
     text = path.read_text()
-    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of option names to values")
+    return option_values(data, str(path))
+
+
+def option_values(data: dict, where: str) -> dict:
+    """Config keys ('save-images' or 'save_images') checked and converted to option types."""
     config = {}
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in OPTION_NAMES:
             raise ValueError(
-                f"{path}: unknown option {key!r}; valid: {', '.join(sorted(OPTION_NAMES))}"
+                f"{where}: unknown option {key!r}; valid: {', '.join(sorted(OPTION_NAMES))}"
             )
         config[name] = _as_option_type(name, value)
     return config
@@ -97,19 +129,32 @@ def _as_option_type(name: str, value: object) -> object:
     if "bool" in kind and not isinstance(value, bool):
         raise ValueError(f"option {name!r} expects true/false, got {value!r}")
     if "int" in kind:
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"option {name!r} expects an integer, got {value!r}") from None
     return value if "bool" in kind else str(value)
 
 
-def merge_config(ctx: typer.Context, given: dict, path: Path | None) -> RunOptions:
-    """Command-line values win; a config file fills the options left at their defaults."""
+def merge_config(
+    ctx: typer.Context, given: dict, path: Path | None, preset: str | None = None
+) -> RunOptions:
+    """Command-line values win; a config file, then a preset, fill the options left at their
+    defaults."""
     values = dict(given)
-    if path is not None:
-        for name, value in load_config_file(path).items():
+    layers = [load_config_file(path)] if path is not None else []
+    preset = preset or (layers[0].get("preset") if layers else None)
+    if preset:
+        layers.append(option_values(load_preset(preset).options, f"preset {preset!r}"))
+    filled: set[str] = set()
+    for layer in layers:
+        for name, value in layer.items():
             param = "set_" if name == "set" else name
             source = ctx.get_parameter_source(param)  # typer may vendor its own click enum
-            if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            at_default = source is None or source.name in ("DEFAULT", "DEFAULT_MAP")
+            if at_default and name not in filled:
                 values[name] = value
+                filled.add(name)
     return RunOptions(**values)
 
 
@@ -154,29 +199,57 @@ def run(
     ),
     force: bool = typer.Option(False, help="recompute cells that already have a record"),
     retry_failed: bool = typer.Option(False, help="recompute cells whose record is a failure"),
-    config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
+    config: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="TOML/YAML file of options (CLI wins)"
+    ),
+    preset: str | None = typer.Option(
+        None, help="a paper's setting, e.g. silo-ffhq (see `bench list`; CLI and --config win)"
+    ),
     dry_run: bool = typer.Option(False, help="print the plan and exit"),
-    slurm: list[str] = typer.Option([], help="submitit parameters, e.g. slurm_partition=gpu"),
+    status: bool = typer.Option(
+        False, "--status", help="print how many cells of --out are done/failed/claimed; run nothing"
+    ),
+    slurm: list[str] = typer.Option(
+        [],
+        help="submitit parameters, typed as submitit declares them, e.g. slurm_partition=gpu, "
+        "timeout_min=600, slurm_array_parallelism=8, cluster=local. " + TIME_RULE,
+    ),
+    slurm_pass_seconds: float = typer.Option(
+        PASS_SECONDS, min=0, help="seconds per network pass for the default SLURM time limit"
+    ),
     ray: list[str] = typer.Option(
-        [], help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task)"
+        [],
+        help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task), "
+        "runtime_env=JSON (default: ship this checkout's code)",
     ),
 ) -> None:
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
+    from bench.data import ImageLoadError
+    from bench.executors import ClusterOptions
+    from bench.run_state import run_state
+    from bench.runner import make_plan
+
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
     given["set"] = set_
     try:
-        options = merge_config(ctx, given, config)
+        options = merge_config(ctx, given, config, preset)
+        if status:
+            _out_console().print(escape(run_state(Path(options.out)).line()), soft_wrap=True)
+            return
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
     _show_plan(plan)
     if dry_run:
         return
-    _print_summary(_run_plan(plan, {"submitit": slurm, "ray": ray}))
+    _print_summary(_run_plan(plan, ClusterOptions(slurm, slurm_pass_seconds, ray)))
+    _exit_on_failures(plan)
 
 
 def _show_plan(plan) -> None:
     """The plan table (cells and network passes per row), what is skipped and what is left."""
+    from bench.runner import describe_plan
+
     rows = describe_plan(plan)
     table = Table(*(rows[0] if rows else ["solver"]))
     for row in rows:
@@ -193,32 +266,67 @@ def _show_plan(plan) -> None:
     console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")
 
 
-def _run_plan(plan, executor_params: dict[str, list[str]]) -> Path:
-    """Save the config, run the cells left, write per_image.csv (also when interrupted)."""
-    save_config(plan)
+def _run_plan(plan, cluster: ClusterOptions) -> Path:
+    """Save the config, run the cells left; per_image.csv is written however this ends."""
+    from bench.run_guard import (
+        EXIT_FILESYSTEM,
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        Terminated,
+        guarded_run,
+        os_error_line,
+    )
+    from bench.runner import save_config
+
     out_dir = Path(plan.options.out)
     try:
-        _execute(plan, plan.options, executor_params)
+        with guarded_run(out_dir):
+            save_config(plan)
+            _execute(plan, plan.options, cluster)
     except (ValueError, RuntimeError) as e:  # executor set-up: bad parameters, missing extra
-        write_per_image_csv(out_dir)
         _fail(str(e))
+    except OSError as e:
+        _fail(os_error_line(e, out_dir), EXIT_FILESYSTEM)
+    except Terminated:
+        console.print("[yellow]terminated (SIGTERM):[/yellow] finished cells are saved; rerun")
+        raise typer.Exit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
-        write_per_image_csv(out_dir)
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
-        raise typer.Exit(130) from None
-    return write_per_image_csv(out_dir)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    return out_dir / "per_image.csv"
 
 
-def _key_values(items: list[str], option: str) -> dict[str, str]:
-    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}; an item without '=' is a ValueError."""
-    bad = [item for item in items if "=" not in item]
-    if bad:
-        raise ValueError(f"{option} takes KEY=VALUE items, got {', '.join(map(repr, bad))}")
-    return dict(item.split("=", 1) for item in items)
+def _exit_on_failures(plan) -> None:
+    """Say which cells other processes still hold; exit 3 when any cell of the plan failed."""
+    from bench.run_guard import EXIT_CELLS_FAILED
+    from bench.run_state import failed_cells, run_state
+
+    out_dir = Path(plan.options.out)
+    state = run_state(out_dir)
+    if state.claimed:
+        console.print(escape(f"{state.line()}; per_image.csv is complete when they end"))
+    failed = failed_cells(out_dir, [c.key for c in plan.cells])
+    if failed:
+        why = ", ".join(f"{s} {n}" for s, n in sorted(failed.items()))
+        _fail(
+            f"{sum(failed.values())} of {len(plan.cells)} cells failed ({why}); see the error "
+            "column of per_image.csv, --retry-failed reruns them",
+            EXIT_CELLS_FAILED,
+        )
 
 
-def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -> None:
+def _execute(plan, options: RunOptions, cluster: ClusterOptions) -> None:
     """Run the plan's cells under a progress bar showing each solver's running mean metrics."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from bench.executors import run_on_executor
+
     means: dict[tuple[str, str], list[float]] = defaultdict(list)
     with Progress(
         TextColumn("{task.description}"),
@@ -245,36 +353,17 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
 
             run_cells(plan.context, plan.todo, batch=options.batch, on_record=on_record)
             return
-        shards = shard_cells(plan.todo, max(options.batch, 8))
-        spec = options.spec()
-        if options.executor == "local":
-            devices = (
-                [options.device]
-                if not options.device.startswith("cuda")
-                else [f"cuda:{i}" for i in range(options.workers)]
-            )
-            results = run_local(
-                spec, shards, workers=options.workers, batch=options.batch, devices=devices
-            )
-        elif options.executor == "submitit":
-            parameters = _key_values(executor_params["submitit"], "--slurm")
-            results = run_submitit(
-                spec,
-                shards,
-                batch=options.batch,
-                folder=Path(options.out) / "submitit",
-                cluster=parameters.pop("cluster", None),
-                parameters=parameters,
-            )
-        else:
-            parameters = _key_values(executor_params["ray"], "--ray")
-            results = run_ray(spec, shards, batch=options.batch, parameters=parameters)
+        results = run_on_executor(options, plan.todo, cluster)
         for count in results:
             progress.update(task, advance=count)
 
 
 def _print_summary(csv: Path) -> None:
     """Mean of each metric per solver x degradation x sigma, and failure counts."""
+    import pandas as pd
+
+    if not csv.is_file():
+        return
     frame = pd.read_csv(csv)
     if frame.empty:
         return
@@ -326,6 +415,8 @@ def tune(
     import tomli_w
 
     from bench import tune as tuning
+    from bench.data import ImageLoadError
+    from bench.executors import ClusterOptions
     from bench.runner import make_plan
     from bench.tuning_report import write_tuning_report
 
@@ -340,7 +431,7 @@ def tune(
     _show_plan(val_plan)
     if dry_run:
         return
-    _run_plan(val_plan, {})
+    _run_plan(val_plan, ClusterOptions([], PASS_SECONDS, []))
     keys = {c.key for c in val_plan.cells}
     points = tuning.choose(tuning.score_points(Path(val_plan.options.out), keys, metric), metric)
     entries = tuning.tuned_entries(points, metric)
@@ -353,10 +444,10 @@ def tune(
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
     _show_plan(test_plan)
-    csv = _run_plan(test_plan, {})
-    _print_summary(csv)
+    _print_summary(_run_plan(test_plan, ClusterOptions([], PASS_SECONDS, [])))
     for path in write_tuning_report(Path(out), points, entries, metric):
         console.print(f"tuning report: {path}")
+    _exit_on_failures(test_plan)
 
 
 @app.command()
@@ -382,6 +473,9 @@ def report(
         None, help="custom feature extractor 'package.module:attr' instead of Inception"
     ),
     device: str | None = typer.Option(None, help="device for SSIM/LPIPS/Inception (default auto)"),
+    offline: bool = typer.Option(
+        False, help="never download missing metric weights (also: HF_HUB_OFFLINE=1)"
+    ),
 ) -> None:
     """Tables (CSV, Markdown, LaTeX), plots, paired comparisons and FID/KID from run folders."""
     from bench.report import report_command
@@ -396,6 +490,7 @@ def report(
             fid,
             fid_features=fid_features,
             device=device,
+            offline=offline,
         )
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -450,12 +545,57 @@ def train_operator(
     console.print(f"operator saved: {path}")
 
 
+@app.command("import-operator")
+def import_operator(
+    file: Path = typer.Argument(..., help="an operator checkpoint of the official SILO release"),
+    prior: str = typer.Option(..., help="the prior it belongs to, as `bench run --prior` names it"),
+    deg: str = typer.Option(..., help="its degradation spec, e.g. 'sr4' (see `bench list`)"),
+    variant: str = typer.Option(..., help="official network: cnn | preserve | readout"),
+    out: Path | None = typer.Option(None, help="folder to write to (default: the user cache)"),
+) -> None:
+    """Convert an official SILO operator into our checkpoint format, found by `bench run`."""
+    from operators.latent.official import import_operator as convert
+
+    try:
+        path = convert(file, prior, deg, variant, out)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    console.print(f"operator imported: {path}")
+
+
 @app.command()
-def doctor() -> None:
-    """List every weight file and model the tool can use: found or missing, where, and how."""
+def doctor(
+    json_: bool = typer.Option(False, "--json", help="print the status as JSON (for scripts)"),
+) -> None:
+    """List every weight file and model the tool can use; exit 1 if the default report lacks one."""
     from bench.weights import doctor_command
 
-    doctor_command()
+    raise typer.Exit(doctor_command(as_json=json_))
+
+
+@app.command("fetch-weights")
+def fetch_weights(
+    keys: list[str] = typer.Argument(
+        None, help="manifest keys (see `bench doctor`); none: what the default report needs"
+    ),
+    to: Path | None = typer.Option(
+        None,
+        help="install into this folder (default: $LATENT_BENCH_WEIGHTS, else each "
+        "library's own folder)",
+    ),
+    from_: str | None = typer.Option(
+        None, "--from", help="mirror: an http(s) base URL or a folder holding the same file names"
+    ),
+    force: bool = typer.Option(False, help="download again even when the file is present"),
+) -> None:
+    """Download metric weights (LPIPS backbones, Inception), check their sha256, install them."""
+    from bench.fetch import fetch_command
+
+    try:
+        code = fetch_command(keys or [], to, from_, force, console)
+    except ValueError as e:
+        _fail(str(e))
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

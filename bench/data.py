@@ -1,4 +1,4 @@
-"""Image sources: ground truth drawn from the oracle prior, or a folder of photos (DESIGN.md §7)."""
+"""Image sources: oracle samples, a (nested) folder of photos, image lists (DESIGN.md §7)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bench.priors.base import Prior
 from bench.seeding import generator_for
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+SHIPPED_LISTS = Path(__file__).resolve().parent / "image_lists"  # `--images @NAME`
 
 
 class ImageLoadError(RuntimeError):
@@ -62,32 +63,97 @@ def resize_center_crop(a: np.ndarray, size: int) -> torch.Tensor:
     return t[0, :, top : top + size, left : left + size].clamp(0, 1)
 
 
+def folder_files(root: Path) -> dict[str, Path]:
+    """Every image file under root, recursively, in sorted order of relative path.
+
+    The id is the relative POSIX path without its extension (FFHQ's `00000/00123.png` is
+    `00000/00123`); when two files differ only in extension both keep it, so ids stay unique.
+    """
+    files = sorted(
+        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    stems = [p.relative_to(root).with_suffix("").as_posix() for p in files]
+    clashes = {s for s in stems if stems.count(s) > 1}
+    return {
+        (p.relative_to(root).as_posix() if stem in clashes else stem): p
+        for stem, p in zip(stems, files, strict=True)
+    }
+
+
+def load_image_file(path: Path, size: int) -> torch.Tensor:
+    """One image file as (3, size, size) in [-1, 1]; an unreadable file is an ImageLoadError."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            a = to_rgb_array(img)
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise ImageLoadError(f"cannot read image {path}: {e}") from e
+    return resize_center_crop(a, size) * 2 - 1
+
+
 def folder_images(folder: str | Path, size: int) -> ImageSource:
-    """Every image file in `folder` (sorted), id = file name, RGB resized and cropped to `size`."""
+    """Every image under `folder` (recursive, sorted), RGB resized and cropped to `size`."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"--data {folder}: not a folder")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = folder_files(root)
     if not files:
         raise FileNotFoundError(f"--data {folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
 
     def load(image_id: str) -> torch.Tensor:
-        path = root / image_id
-        try:
-            with Image.open(path) as img:
-                img.load()
-                a = to_rgb_array(img)
-        except Exception as e:  # PIL raises many types for corrupt files
-            raise ImageLoadError(f"cannot read image {path}: {e}") from e
-        return resize_center_crop(a, size) * 2 - 1
+        if image_id not in files:
+            raise ImageLoadError(f"no image {image_id!r} in {root}")
+        return load_image_file(files[image_id], size)
 
-    return ImageSource(root.name, [p.name for p in files], load)
+    return ImageSource(root.name, list(files), load)
+
+
+def read_image_list(name: str) -> list[str]:
+    """The ids of `@FILE` (one per line, '#' comments) or of a shipped list `@NAME`."""
+    path = Path(name).expanduser()
+    if not path.is_file():
+        path = SHIPPED_LISTS / f"{name}.txt"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in SHIPPED_LISTS.glob("*.txt"))
+        raise FileNotFoundError(
+            f"--images @{name}: no such file and no shipped list of that name; "
+            f"shipped lists: {', '.join(shipped)}"
+        )
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def match_listed(ids: list[str], listed: list[str], where: str) -> list[str]:
+    """Listed ids in the data set's spelling: exact, else by last path component when unique
+    (a list of FFHQ `00000/00123` ids selects `00123` in a flat folder and vice versa)."""
+    by_stem: dict[str, list[str]] = {}
+    for image_id in ids:
+        by_stem.setdefault(image_id.rsplit("/", 1)[-1], []).append(image_id)
+    known, chosen, missing = set(ids), [], []
+    for item in listed:
+        candidates = by_stem.get(item.rsplit("/", 1)[-1], [])
+        if item in known:
+            chosen.append(item)
+        elif len(candidates) == 1:
+            chosen.append(candidates[0])
+        else:
+            missing.append(item)
+    if missing:
+        raise ValueError(
+            f"--images {where}: {len(missing)} of {len(listed)} ids are not in the data set "
+            f"({len(ids)} images), e.g. {', '.join(missing[:5])}"
+        )
+    return chosen
 
 
 def select_ids(ids: list[str], spec: str | None) -> list[str]:
-    """`N` (the first N), `a:b` (a slice) or `id1,id2` (names or indices); None = all."""
+    """`N` (the first N), `a:b` (a slice), `id1,id2` (names or indices) or `@list` (a file of ids
+    or a shipped list, see `bench list`); None = all."""
     if spec is None or spec == "":
         return ids
+    if spec.startswith("@"):
+        return match_listed(ids, read_image_list(spec[1:]), spec)
     if spec.isdigit():
         return ids[: int(spec)]
     if ":" in spec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 
 from bench.metrics import to_unit
+from bench.store import temp_path
 
 
 def safe_name(text: str) -> str:
@@ -18,12 +20,25 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
+def id_file_stem(image_id: str) -> str:
+    """A file-name-safe stem unique per id: safe_name, plus a short hash of the id when
+    characters were replaced (so the nested ids `a/b` and `a_b` never share a file)."""
+    stem = safe_name(image_id)
+    if stem == image_id:
+        return stem
+    return f"{stem}-{hashlib.sha256(image_id.encode()).hexdigest()[:8]}"
+
+
 def save_png(image: torch.Tensor, path: Path) -> None:
     """Write one (3, H, W) image in [-1, 1] as an 8-bit PNG, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    save_image(to_unit(image.detach().float().cpu()).clamp(0, 1), tmp, format="png")
-    os.replace(tmp, path)
+    tmp = temp_path(path)  # unique: two processes may write the same truth PNG
+    try:
+        save_image(to_unit(image.detach().float().cpu()).clamp(0, 1), tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def to_image_size(y: torch.Tensor, size: int) -> torch.Tensor:
@@ -46,7 +61,7 @@ def save_cell_images(
 ) -> dict[str, str]:
     """recon, measurement and grid [x, y, x_hat, A(x_hat)] PNGs; the truth once per image."""
     size = x.shape[-1]
-    truth = Path("truth") / safe_name(dataset) / f"{safe_name(image_id)}.png"
+    truth = Path("truth") / safe_name(dataset) / f"{id_file_stem(image_id)}.png"
     if not (out / truth).exists():
         save_png(x, out / truth)
     paths = {

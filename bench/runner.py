@@ -11,10 +11,13 @@ from pathlib import Path
 
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
-from bench.executors import EXECUTORS, RunSpec
 from bench.grid import expand_overrides, is_grid, resolve_value
+from bench.hf_data import is_hf_data
+from bench.options import RunOptions
+from bench.presets import preset_solver_defaults
 from bench.priors import load_prior
 from bench.priors.base import Prior
+from bench.runspec import EXECUTORS, RunSpec
 from bench.store import existing_status
 from bench.sweep import (
     Cell,
@@ -28,52 +31,20 @@ from bench.sweep import (
 )
 from bench.timing import configure_precision
 from bench.tuned import apply_tuned
+from bench.validate import (
+    check_counts,
+    check_images,
+    check_out,
+    check_steps,
+    parse_seeds,
+    parse_sigmas,
+)
 from operators import build_degradation
 from operators.latent.lookup import FOLDERS_ENV, active_operator_folders, find_operator
 from solvers import SolverSpec, get_solver
 
 ORACLE_SAMPLES = 1000  # ids the oracle's own data set offers
 ORACLE_DEFAULT_IMAGES = "8"
-
-
-@dataclass
-class RunOptions:
-    """The options of `bench run` (also the keys a --config file may set)."""
-
-    solvers: str = ""
-    deg: str = "inpaint"
-    prior: str = "embedded"
-    data: str | None = None
-    images: str | None = None
-    sigma: str = "0.01"
-    seeds: str = "0"
-    steps: int | None = None
-    set: list[str] = field(default_factory=list)
-    batch: int | None = None
-    prompt: str = ""
-    device: str = "cpu"
-    precision: str = "fp32"
-    out: str = "runs/latest"
-    workers: int = 1
-    executor: str = "local"
-    save_images: bool = True
-    operators: list[str] = field(default_factory=list)
-    force: bool = False
-    retry_failed: bool = False
-    tuned: list[dict] = field(default_factory=list)  # chosen points (tuned.toml, `bench tune`)
-
-    def spec(self) -> RunSpec:
-        """What a worker needs to rebuild the context."""
-        return RunSpec(
-            self.prior,
-            self.prompt,
-            self.device,
-            self.precision,
-            self.data,
-            Path(self.out),
-            self.save_images,
-            tuple(self.operators),
-        )
 
 
 def split_specs(text: str) -> list[str]:
@@ -90,10 +61,16 @@ def split_specs(text: str) -> list[str]:
 
 
 def resolve_solvers(
-    text: str, degradations: list[str], steps: int | None, set_items: list[str]
+    text: str,
+    degradations: list[str],
+    steps: int | None,
+    set_items: list[str],
+    task_overrides: dict[str, dict[str, dict]] | None = None,
 ) -> list[SolverChoice]:
     """Solver tokens ('psld[omega=0.5]') + --set + --steps -> hyperparameters per degradation.
 
+    `task_overrides` ({solver: {degradation name: hparams}}, a preset's) sit above the
+    registry's defaults and below --set and [brackets].
     Grid values (lists, log ranges, multiples '*k' of the official value) in brackets or --set
     expand to the Cartesian product, one labelled row per point ('ldps[zeta=0.5]')."""
     tokens = [parse_solver_token(t) for t in split_top_level(text)]
@@ -119,23 +96,34 @@ def resolve_solvers(
             overrides = {**fixed, **point}
             choices.append(
                 SolverChoice(
-                    name, label, hparams_per_degradation(spec, degradations, steps, overrides)
+                    name,
+                    label,
+                    hparams_per_degradation(
+                        spec, degradations, steps, overrides, (task_overrides or {}).get(name, {})
+                    ),
                 )
             )
     return choices
 
 
 def hparams_per_degradation(
-    spec: SolverSpec, degradations: list[str], steps: int | None, overrides: dict[str, str]
+    spec: SolverSpec,
+    degradations: list[str],
+    steps: int | None,
+    overrides: dict[str, str],
+    task_overrides: dict[str, dict] | None = None,
 ) -> dict[str, dict]:
-    """The solver's resolved hyperparameters for each degradation (its per-task defaults, then
-    --steps, then the overrides; '*k' multiplies that degradation's default)."""
+    """The solver's resolved hyperparameters for each degradation (its per-task defaults, a
+    preset's per-task values, then --steps, then the overrides; '*k' multiplies that
+    degradation's default, the preset's where it sets one)."""
     per_deg = {}
     for deg in degradations:
         task = deg.split(":")[0]
         spec.hparams(task, overrides)  # an unknown name fails here, listing the valid ones
-        base = spec.hparams(task)
-        given = {k: resolve_value(v, base.get(k, v), coerce_like) for k, v in overrides.items()}
+        preset = (task_overrides or {}).get(task, {})
+        base = spec.hparams(task, preset)
+        given = {k: v for k, v in base.items() if k in preset}
+        given |= {k: resolve_value(v, base.get(k, v), coerce_like) for k, v in overrides.items()}
         if steps is not None and "steps" in base:
             given.setdefault("steps", steps)
         per_deg[deg] = spec.hparams(task, given)
@@ -143,7 +131,12 @@ def hparams_per_degradation(
 
 
 def image_source(prior: Prior, data: str | None) -> ImageSource:
-    """--data FOLDER, else the prior's default set (embedded: held-out crops; oracle: samples)."""
+    """--data FOLDER / hf:NAME / a saved `datasets` folder, else the prior's default set
+    (embedded: held-out crops; oracle: samples)."""
+    if data and is_hf_data(data):
+        from bench.hf_data import hf_images
+
+        return hf_images(data, prior.image_size)
     if data:
         return folder_images(data, prior.image_size)
     default = getattr(prior, "default_source", None)
@@ -166,12 +159,14 @@ def build_context(spec: RunSpec, prior: Prior | None = None) -> RunContext:
     if spec.operators:  # the environment reaches spawned and SLURM workers too
         os.environ[FOLDERS_ENV] = os.pathsep.join(spec.operators)
     prior = prior or load_run_prior(spec)
-    return RunContext(
+    context = RunContext(
         prior=prior,
         source=image_source(prior, spec.data),
         out=spec.out,
         save_images=spec.save_images,
     )
+    context.env["executor"] = spec.executor  # next to env["threads"]
+    return context
 
 
 @dataclass
@@ -193,6 +188,7 @@ class Plan:
             "degradations": self.degradations,
             "solvers": [asdict(s) for s in self.solvers],
             "images": sorted({c.image_id for c in self.cells}),
+            "cells": len(self.cells),
             "skipped": [
                 {"solver": s, "degradation": d, "why": w} for (s, d), w in self.skipped.items()
             ],
@@ -209,25 +205,32 @@ def make_plan(options: RunOptions) -> Plan:
         raise ValueError(f"unknown executor {options.executor!r}; valid: {', '.join(EXECUTORS)}")
     for name, _ in map(parse_solver_token, split_top_level(options.solvers)):
         get_solver(name)
+    check_counts(options.steps, options.batch, options.workers)
+    check_out(Path(options.out))
+    sigmas, seeds = parse_sigmas(options.sigma), parse_seeds(options.seeds)
     spec = options.spec()
     context = build_context(spec)
     prior = context.prior
     degradations = [
         canonical_spec(build_degradation(s, prior.image_size)) for s in split_specs(options.deg)
     ]
-    sigmas = [float(s) for s in options.sigma.split(",")]
-    if any(s < 0 for s in sigmas):
-        raise ValueError("--sigma must be >= 0 (it is the noise std on the [0,1] scale)")
-    seeds = [int(s) for s in options.seeds.split(",")]
     default_images = None if options.data else ORACLE_DEFAULT_IMAGES
     ids = select_ids(context.source.ids, options.images or default_images)
+    check_images(ids, options.images, len(context.source.ids))
     run_defaults = getattr(prior, "run_defaults", {})
     options.steps = options.steps or run_defaults.get("steps")
     options.batch = options.batch or run_defaults.get("batch", 1)
     solvers = [
         with_artifacts(choice, prior, degradations)
-        for choice in resolve_solvers(options.solvers, degradations, options.steps, options.set)
+        for choice in resolve_solvers(
+            options.solvers,
+            degradations,
+            options.steps,
+            options.set,
+            preset_solver_defaults(options.preset),
+        )
     ]
+    check_steps(solvers, options.steps, len(prior.alphas_cumprod))
     cells = plan_cells(
         prior=options.prior,
         dataset=context.source.name,
@@ -303,14 +306,23 @@ def describe_plan(plan: Plan) -> list[dict]:
     batch = plan.options.batch or 1
     for _, group in groupby(sorted(plan.todo, key=lambda c: c.group), key=lambda c: c.group):
         group = list(group)
-        head = group[0]
-        cost = get_solver(head.solver).cost
-        calls = cost(head.hparams) if cost else {}
-        solves = -(-len(group) // batch)  # batched calls count once per solve
-        row = rows[(head.label, head.degradation, head.sigma_01)]
-        for column, names in CALL_COLUMNS.items():
-            row[column] += solves * sum(calls.get(n, 0) for n in names)
+        row = rows[(group[0].label, group[0].degradation, group[0].sigma_01)]
+        for column, passes in network_passes(group, batch).items():
+            row[column] += passes
     return list(rows.values())
+
+
+def network_passes(cells: list[Cell], batch: int) -> dict[str, int]:
+    """Declared network passes (per CALL_COLUMNS) to solve cells of one group in batches of
+    `batch`, from the solver's cost model; a batched call counts once per solve."""
+    head = cells[0]
+    cost = get_solver(head.solver).cost
+    calls = cost(head.hparams) if cost else {}
+    solves = -(-len(cells) // batch)
+    return {
+        column: solves * sum(calls.get(n, 0) for n in names)
+        for column, names in CALL_COLUMNS.items()
+    }
 
 
 CALL_COLUMNS = {  # network passes still to run (batched calls count once)

@@ -126,6 +126,7 @@ def git_sha() -> str:
 def environment(device: torch.device, dtype: torch.dtype) -> dict:
     """What every record carries about where and how it ran."""
     import diffusers
+    import kornia
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {
@@ -133,6 +134,7 @@ def environment(device: torch.device, dtype: torch.dtype) -> dict:
         "device_name": name or platform.machine(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
+        "kornia": kornia.__version__,  # SILO's differentiable JPEG differs between versions
         "cuda": torch.version.cuda,
         "dtype": str(dtype).removeprefix("torch."),
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,

@@ -31,11 +31,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torchvision.transforms import v2
 
-from bench.data import ImageSource, folder_images
+from bench.data import ImageSource
 from bench.priors import load_prior
 from bench.priors.base import Prior
 from bench.seeding import generator_for, randn_per_sample
 from bench.sweep import canonical_spec
+from bench.train_operator_help import TRAIN_OPERATOR_HELP  # noqa: F401  (re-exported)
 from operators import build_degradation
 from operators.base import Degradation
 from operators.latent.checkpoint import base_metadata, read_checkpoint, save_checkpoint
@@ -56,24 +57,6 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 ORACLE_VAL_IMAGES = 64
 LR_SCHEDULES = ("constant", "cosine")
-TRAIN_OPERATOR_HELP: dict[str, str] = {
-    "prior": "prior name, alias (sd15, rv51), Hugging Face id or diffusers folder",
-    "deg": "degradation spec, e.g. 'sr4' or 'blur:sigma=3,size=61' (see `bench list`)",
-    "data": "folder of training images (default: the gaussian oracle's own samples)",
-    "steps": "total optimizer steps (a resumed run continues up to this number)",
-    "batch": "images per step",
-    "lr": "learning rate (default: 1e-4 Adam for the CNNs, 2e-4 AdamW for readout)",
-    "out": "checkpoint file (default: the user cache, named by prior, degradation, variant)",
-    "variant": "network: preserve (default, silo.md §2.3), noise-cnn (§2.2), readout (§2.1)",
-    "sigma_max": "sigma ~ U(0, sigma_max) per batch, [-1,1] scale (default 0.04; readout 0.1)",
-    "loss": "l1 (the paper's) or mse",
-    "seed": "seed of weights, batches, noise, augmentations (same seed -> same weights)",
-    "val_fraction": "share of --data images held out for validation (the first ones)",
-    "checkpoint_every": "save and validate every N steps (0: only at the end)",
-    "resume": "checkpoint to continue from (restores weights, optimizer, RNG and step)",
-    "device": "torch device",
-    "widths": "preserve CNN base,middle channels (default 48,128, the reference's)",
-}
 
 
 def parse_widths(text: str | None) -> tuple[int, int] | None:
@@ -454,7 +437,9 @@ def train_operator_command(
     model = load_prior(prior, device=device)
     op = build_degradation(deg, model.image_size)
     if data is not None:
-        source: TrainingData = ImageSourceData(folder_images(data, model.image_size), val_fraction)
+        from bench.runner import image_source  # folders, hf: data sets, saved data sets
+
+        source: TrainingData = ImageSourceData(image_source(model, data), val_fraction)
     elif hasattr(model, "sample_images"):
         source = PriorSampleData(model)
     elif hasattr(model, "training_source"):

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
 
 from bench.priors.base import Prior
 from bench.seeding import randn_per_sample
@@ -36,16 +35,36 @@ class Schedule:
             yield i, self.timesteps[i], float(self.abar[i]), float(self.abar_prev[i])
 
 
-def make_schedule(prior: Prior, steps: int, sampler: str) -> Schedule:
+PREV_TIMESTEP_RULES = ("grid", "diffusers-0.27.1")  # how a DDPM step finds its abar_prev
+
+
+def make_schedule(prior: Prior, steps: int, sampler: str, prev_timestep: str = "grid") -> Schedule:
     """The grid diffusers' DDPM/DDIM `set_timesteps(steps)` builds from the prior's config.
 
     abar is the prior's float64 table. With leading spacing, steps_offset 1 and steps = T the
     grid reaches t = T, which has no abar; there we follow PSLD's official pairing (the network
     sees t, abar is taken at t - 1; baselines.md §1 "Time grid").
+
+    `prev_timestep` says which abar a DDPM step moves to:
+    - "grid": the next timestep on the grid, and abar_prev = 1 after the last one, so the last
+      step returns z0_hat without noise (diffusers' DDPMScheduler since huggingface/diffusers
+      PR #9384, 2024);
+    - "diffusers-0.27.1": t - T // steps, abar_prev = 1 only where that is negative, as the
+      DDPMScheduler of diffusers 0.27.1 (SILO's pinned environment) computes it. With leading
+      spacing the two differ only at the last step and only for T/2 < steps < T: at 999 steps
+      the last step goes t = 1 -> abar_0 (0.99915 for SD) and still adds noise.
     """
+    from diffusers import DDIMScheduler, DDPMScheduler  # lazy: `bench list` needs no diffusers
+
     classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
     if sampler not in classes:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(classes)}")
+    if prev_timestep not in PREV_TIMESTEP_RULES:
+        raise ValueError(
+            f"unknown prev_timestep {prev_timestep!r}; valid: {', '.join(PREV_TIMESTEP_RULES)}"
+        )
+    if prev_timestep != "grid" and sampler != "ddpm":
+        raise ValueError(f"prev_timestep {prev_timestep!r} applies to the ddpm sampler only")
     n_train = len(prior.alphas_cumprod)
     if not 1 <= steps <= n_train:
         raise ValueError(f"steps must be in [1, {n_train}], got {steps}")
@@ -58,7 +77,11 @@ def make_schedule(prior: Prior, steps: int, sampler: str) -> Schedule:
         final = prior.alphas_cumprod[0]
     else:
         final = torch.tensor(1.0, dtype=torch.float64)
-    abar_prev = torch.cat([abar[1:], final.reshape(1)])
+    if prev_timestep == "diffusers-0.27.1":
+        prev = index - n_train // steps
+        abar_prev = torch.where(prev >= 0, prior.alphas_cumprod[prev.clamp(min=0)], final)
+    else:
+        abar_prev = torch.cat([abar[1:], final.reshape(1)])
     return Schedule(timesteps=timesteps, abar=abar, abar_prev=abar_prev)
 
 

@@ -18,6 +18,16 @@ Deviations from the official code:
 - H's noise conditioning receives sigma on the [-1, 1] scale (the code's config value); how a
   network embeds it is the operator's business (operators/latent).
 
+The last step (`prev_timestep`, see solvers.common.make_schedule): the official environment
+pins diffusers 0.27.1, whose DDPM pairs step t with abar at t - T // steps. At the default 999
+steps the last step (t = 1) therefore goes to abar_0 = 0.99915 and still adds the fixed_small
+noise, where today's diffusers (and our "grid" rule) go to abar = 1 and return z0_hat: about
+0.03 std per latent element at the end of every solve. "diffusers-0.27.1" is the default here;
+prev_timestep="grid" gives today's pairing. They differ for T/2 < steps < T only.
+
+The JPEG measurement is kornia's differentiable codec, whose values and gradients change
+between kornia versions (operators.jpeg); every record's `env` carries kornia's version.
+
 Two input conventions, read from the operator's `input_kind` (plain callables are "z0_hat"):
 "z0_hat" (the CNN variants, H(z0_hat(z_t))) and "unet_features" (readout guidance: H reads the
 up-block features of the eps call at z_t, captured by the operator's `capture()` hooks, so
@@ -36,7 +46,6 @@ import torch
 from bench.counters import counted, tally
 from bench.priors.base import Prior
 from operators.base import Degradation
-from operators.latent.lookup import resolve_trained_operator
 from solvers.common import (
     check_finite,
     ddpm_step,
@@ -63,6 +72,8 @@ def resolve_latent_operator(
     exact = getattr(prior, "exact_latent_operator", None)
     if exact is not None:
         return exact(op)
+    from operators.latent.lookup import resolve_trained_operator  # lazy: loads diffusers
+
     return resolve_trained_operator(prior, op, folders)
 
 
@@ -75,7 +86,14 @@ def bind_operator(operator: LatentOperator, op: Degradation) -> LatentOperator:
 @register(
     "silo",
     description="DDPM + clamped grad of ||E(y) - H(z0_hat)|| through a latent operator H",
-    defaults={"steps": 999, "eta": 0.5, "clamp_w": True, "grad_clamp": 1.0, "encoder_sample": True},
+    defaults={
+        "steps": 999,
+        "eta": 0.5,
+        "clamp_w": True,
+        "grad_clamp": 1.0,
+        "encoder_sample": True,
+        "prev_timestep": "diffusers-0.27.1",
+    },
     task_defaults={
         "inpaint": {"eta": 1.0, "clamp_w": False},
         "inpaint-random": {"eta": 1.0, "clamp_w": False},
@@ -104,6 +122,7 @@ def silo(
     clamp_w: bool = True,
     grad_clamp: float = 1.0,
     encoder_sample: bool = True,
+    prev_timestep: str = "diffusers-0.27.1",
     latent_operator: LatentOperator | None = None,
 ) -> torch.Tensor:
     """SILO Algorithm 1 with the official code's gradient clamp and unsquared norm."""
@@ -114,7 +133,7 @@ def silo(
         w = prior.encode(op.upsample_for_encoding(y), sample=encoder_sample, generator=generator)
     if clamp_w:
         w = w.clamp(-4.0, 4.0)
-    schedule = make_schedule(prior, steps, "ddpm")
+    schedule = make_schedule(prior, steps, "ddpm", prev_timestep)
     z = initial_latent(prior, generator)
     for i, t, abar, abar_prev in schedule:
         z = z.detach().requires_grad_(True)

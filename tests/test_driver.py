@@ -173,13 +173,13 @@ def test_common_random_numbers_keys():
 )
 def test_any_image_mode_and_size_loads(tmp_path, make):
     make().save(tmp_path / "img.tif")
-    image = folder_images(tmp_path, 32).load("img.tif")
+    image = folder_images(tmp_path, 32).load("img")
     assert image.shape == (3, 32, 32) and image.min() >= -1 and image.max() <= 1
 
 
 def test_sixteen_bit_scale_is_kept(tmp_path):
     Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(tmp_path / "g.png")
-    image = folder_images(tmp_path, 8).load("g.png")
+    image = folder_images(tmp_path, 8).load("g")
     assert image.mean().item() == pytest.approx(32768 / 65535 * 2 - 1, abs=1e-3)
 
 

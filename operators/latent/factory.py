@@ -141,6 +141,7 @@ def build_network(arch: dict, prior: Prior) -> nn.Module:
         tuple(arch["latent_size"]),
         cond_mask=arch["cond_mask"],
         latent_channels=arch["latent_channels"],
+        timestep_emb=arch.get("timestep_emb", True),
     )
 
 

@@ -104,8 +104,9 @@ class ReadoutNetwork(nn.Module):
     The sigma map is LayerNorm(Linear(e_sigma) reshaped to 1 x h x w); it is one extra channel
     of every layer's input and of the head's input, next to an optional mask channel (random-box
     inpainting). Deviation from the official pipeline (silo.md §8, pitfalls 1 and 4): the
-    bottlenecks always receive `emb`, the UNet's own embedding of the timestep the features
-    were computed at, in training and at sampling alike.
+    bottlenecks receive `emb`, the UNet's own embedding of the timestep the features were
+    computed at, in training and at sampling alike. `timestep_emb=False` drops it, as the
+    official sampling does (operators imported from the official release are run that way).
     """
 
     input_kind = "unet_features"
@@ -119,8 +120,10 @@ class ReadoutNetwork(nn.Module):
         projection_dim: int = 384,
         bottleneck_dim: int = 96,
         latent_channels: int = 4,
+        timestep_emb: bool = True,
     ) -> None:
         super().__init__()
+        self.timestep_emb = timestep_emb
         h, w = latent_size
         e = sigma_embedding.dim
         self.latent_size, self.cond_mask, self.sigma_embedding = (h, w), cond_mask, sigma_embedding
@@ -157,7 +160,8 @@ class ReadoutNetwork(nn.Module):
         b, size = features.maps[0].shape[0], self.latent_size
         e = self.sigma_embedding(as_sigma(sigma, b, features.maps[0].device)).to(dtype)
         s = self.sigma_norm(self.sigma_linear(e).reshape(b, 1, *size))
-        emb = None if features.emb is None else features.emb.to(dtype)
+        use_emb = self.timestep_emb and features.emb is not None
+        emb = features.emb.to(dtype) if use_emb else None
         weights = torch.softmax(self.mixing, dim=0)
         mixed = 0.0
         for weight, block, fmap in zip(weights, self.blocks, features.maps, strict=True):
