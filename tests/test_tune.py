@@ -102,6 +102,11 @@ def test_labels_with_brackets_survive_the_tables(tmp_path):
     for label in ("ldps[zeta=1]", "ldps[zeta=2]"):
         assert out.count(label) == 2, out  # the plan table and the summary table
     assert {r["solver_label"] for r in records(tmp_path)} == {"ldps[zeta=1]", "ldps[zeta=2]"}
+    wide = runner.invoke(
+        app, ["report", str(tmp_path), "--no-lpips", "--no-fid"], env={"COLUMNS": "200"}
+    )
+    report = wide.output
+    assert "ldps[zeta=1]" in report and "ldps[zeta=2]" in report
 
 
 def test_choose_takes_the_best_eligible_point_and_breaks_ties_by_runtime():

@@ -111,8 +111,8 @@ def print_report(
     for _, row in summary.iterrows():
         cells = [number(value(row, METRICS[m]), METRICS[m].digits) for m in SHOWN]
         table.add_row(
-            row["solver_label"],
-            row["degradation"],
+            escape(row["solver_label"]),
+            escape(row["degradation"]),
             f"{row['sigma_01']:g}",
             str(row["n"]),
             str(row["n_failed"]),
@@ -121,12 +121,12 @@ def print_report(
     console.print(table)
     if comparison is not None and not comparison.empty:
         pairs = Table("setting", "metric", "pairs", "mean A-B", "95% CI", "Wilcoxon p")
-        pairs.title = f"{comparison.a.iloc[0]} vs {comparison.b.iloc[0]}"
+        pairs.title = escape(f"{comparison.a.iloc[0]} vs {comparison.b.iloc[0]}")
         for _, row in comparison.iterrows():
             low, high = row["ci95_low"], row["ci95_high"]
             ci = f"[{low:.4g}, {high:.4g}]" if np.isfinite(row["ci95"]) else "-"
             pairs.add_row(
-                f"{row['degradation']} sigma={row['sigma_01']:g}",
+                escape(f"{row['degradation']} sigma={row['sigma_01']:g}"),
                 row["metric"],
                 str(row["n_pairs"]),
                 f"{row['mean_diff']:.4g}",
@@ -135,5 +135,5 @@ def print_report(
             )
         console.print(pairs)
     for line in notes.lines:
-        err.print(f"[yellow]note:[/yellow] {line}", soft_wrap=True, highlight=False)
+        err.print(f"[yellow]note:[/yellow] {escape(line)}", soft_wrap=True, highlight=False)
     err.print(f"report written to {out} (summary.csv, summary.md, summary.tex, plots/)")
