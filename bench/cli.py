@@ -7,32 +7,44 @@ import sys
 from collections import defaultdict
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import tomllib
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench.data import ImageLoadError
-from bench.executors import run_local, run_ray, run_submitit, shard_cells
-from bench.presets import load_preset, preset_names
-from bench.priors import PRIOR_DESCRIPTIONS
-from bench.runner import RunOptions, describe_plan, make_plan, save_config
-from bench.store import write_per_image_csv
-from bench.train_operator import TRAIN_OPERATOR_HELP
-from operators import list_degradations
-from solvers import SOLVERS
+from bench.options import RunOptions
+from bench.slurm import PASS_SECONDS, TIME_RULE
+from bench.train_operator_help import TRAIN_OPERATOR_HELP
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+if TYPE_CHECKING:
+    from bench.executors import ClusterOptions
+
+app = typer.Typer(no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 _D = RunOptions()
 OPTION_TYPES = {f.name: str(f.type) for f in fields(RunOptions)}
 OPTION_NAMES = set(OPTION_TYPES)
 PROGRESS_METRICS = ("psnr", "post_ratio")  # running means shown in the progress bar
+
+
+def _print_version(value: bool) -> None:
+    """--version: print the package version and exit."""
+    if value:
+        from bench import __version__
+
+        print(f"latent-inverse-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """The `bench` command line: list the registries, run a sweep."""
 
 
 def _out_console() -> Console:
@@ -43,6 +55,11 @@ def _out_console() -> Console:
 @app.command("list")
 def list_all() -> None:
     """Print the solvers, degradations and priors the tool knows."""
+    from bench.presets import load_preset, preset_names
+    from bench.priors import PRIOR_DESCRIPTIONS
+    from operators import list_degradations
+    from solvers import SOLVERS
+
     out = _out_console()
     solvers = Table("solver", "default hyperparameters", "per-degradation", "what it is")
     for name, spec in sorted(SOLVERS.items()):
@@ -61,15 +78,21 @@ def list_all() -> None:
         out.print(table)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def load_config_file(path: Path) -> dict:
     """A TOML or YAML file whose keys are `bench run` options (lists become comma lists)."""
+    import tomllib
+    import yaml
+
     text = path.read_text()
-    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of option names to values")
     return option_values(data, str(path))
@@ -98,7 +121,10 @@ def _as_option_type(name: str, value: object) -> object:
     if "bool" in kind and not isinstance(value, bool):
         raise ValueError(f"option {name!r} expects true/false, got {value!r}")
     if "int" in kind:
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"option {name!r} expects an integer, got {value!r}") from None
     return value if "bool" in kind else str(value)
 
 
@@ -107,6 +133,8 @@ def merge_config(
 ) -> RunOptions:
     """Command-line values win; a config file, then a preset, fill the options left at their
     defaults."""
+    from bench.presets import load_preset
+
     values = dict(given)
     layers = [load_config_file(path)] if path is not None else []
     preset = preset or (layers[0].get("preset") if layers else None)
@@ -161,21 +189,52 @@ def run(
     ),
     force: bool = typer.Option(False, help="recompute cells that already have a record"),
     retry_failed: bool = typer.Option(False, help="recompute cells whose record is a failure"),
-    config: Path | None = typer.Option(None, help="TOML/YAML file of options (CLI wins)"),
+    config: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="TOML/YAML file of options (CLI wins)"
+    ),
     preset: str | None = typer.Option(
         None, help="a paper's setting, e.g. silo-ffhq (see `bench list`; CLI and --config win)"
     ),
     dry_run: bool = typer.Option(False, help="print the plan and exit"),
-    slurm: list[str] = typer.Option([], help="submitit parameters, e.g. slurm_partition=gpu"),
+    status: bool = typer.Option(
+        False, "--status", help="print how many cells of --out are done/failed/claimed; run nothing"
+    ),
+    slurm: list[str] = typer.Option(
+        [],
+        help="submitit parameters, typed as submitit declares them, e.g. slurm_partition=gpu, "
+        "timeout_min=600, slurm_array_parallelism=8, cluster=local. " + TIME_RULE,
+    ),
+    slurm_pass_seconds: float = typer.Option(
+        PASS_SECONDS, min=0, help="seconds per network pass for the default SLURM time limit"
+    ),
     ray: list[str] = typer.Option(
-        [], help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task)"
+        [],
+        help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task), "
+        "runtime_env=JSON (default: ship this checkout's code)",
     ),
 ) -> None:
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
+    from bench.data import ImageLoadError
+    from bench.executors import ClusterOptions
+    from bench.run_guard import (
+        EXIT_CELLS_FAILED,
+        EXIT_FILESYSTEM,
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        Terminated,
+        guarded_run,
+        os_error_line,
+    )
+    from bench.run_state import failed_cells, run_state
+    from bench.runner import describe_plan, make_plan, save_config
+
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
     given["set"] = set_
     try:
         options = merge_config(ctx, given, config, preset)
+        if status:
+            _out_console().print(escape(run_state(Path(options.out)).line()), soft_wrap=True)
+            return
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
@@ -195,30 +254,47 @@ def run(
     console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")
     if dry_run:
         return
-    save_config(plan)
     out_dir = Path(options.out)
     try:
-        _execute(plan, options, {"submitit": slurm, "ray": ray})
+        with guarded_run(out_dir):  # per_image.csv is written however this ends
+            save_config(plan)
+            _execute(plan, options, ClusterOptions(slurm, slurm_pass_seconds, ray))
     except (ValueError, RuntimeError) as e:  # executor set-up: bad parameters, missing extra
-        write_per_image_csv(out_dir)
         _fail(str(e))
+    except OSError as e:
+        _fail(os_error_line(e, out_dir), EXIT_FILESYSTEM)
+    except Terminated:
+        console.print("[yellow]terminated (SIGTERM):[/yellow] finished cells are saved; rerun")
+        raise typer.Exit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
-        write_per_image_csv(out_dir)
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
-        raise typer.Exit(130) from None
-    _print_summary(write_per_image_csv(out_dir))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_summary(out_dir / "per_image.csv")
+    state = run_state(out_dir)
+    if state.claimed:
+        console.print(escape(f"{state.line()}; per_image.csv is complete when they end"))
+    failed = failed_cells(out_dir, [c.key for c in plan.cells])
+    if failed:
+        why = ", ".join(f"{s} {n}" for s, n in sorted(failed.items()))
+        _fail(
+            f"{sum(failed.values())} of {len(plan.cells)} cells failed ({why}); see the error "
+            "column of per_image.csv, --retry-failed reruns them",
+            EXIT_CELLS_FAILED,
+        )
 
 
-def _key_values(items: list[str], option: str) -> dict[str, str]:
-    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}; an item without '=' is a ValueError."""
-    bad = [item for item in items if "=" not in item]
-    if bad:
-        raise ValueError(f"{option} takes KEY=VALUE items, got {', '.join(map(repr, bad))}")
-    return dict(item.split("=", 1) for item in items)
-
-
-def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -> None:
+def _execute(plan, options: RunOptions, cluster: ClusterOptions) -> None:
     """Run the plan's cells under a progress bar showing each solver's running mean metrics."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from bench.executors import run_on_executor
+
     means: dict[tuple[str, str], list[float]] = defaultdict(list)
     with Progress(
         TextColumn("{task.description}"),
@@ -245,36 +321,17 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
 
             run_cells(plan.context, plan.todo, batch=options.batch, on_record=on_record)
             return
-        shards = shard_cells(plan.todo, max(options.batch, 8))
-        spec = options.spec()
-        if options.executor == "local":
-            devices = (
-                [options.device]
-                if not options.device.startswith("cuda")
-                else [f"cuda:{i}" for i in range(options.workers)]
-            )
-            results = run_local(
-                spec, shards, workers=options.workers, batch=options.batch, devices=devices
-            )
-        elif options.executor == "submitit":
-            parameters = _key_values(executor_params["submitit"], "--slurm")
-            results = run_submitit(
-                spec,
-                shards,
-                batch=options.batch,
-                folder=Path(options.out) / "submitit",
-                cluster=parameters.pop("cluster", None),
-                parameters=parameters,
-            )
-        else:
-            parameters = _key_values(executor_params["ray"], "--ray")
-            results = run_ray(spec, shards, batch=options.batch, parameters=parameters)
+        results = run_on_executor(options, plan.todo, cluster)
         for count in results:
             progress.update(task, advance=count)
 
 
 def _print_summary(csv: Path) -> None:
     """Mean of each metric per solver x degradation x sigma, and failure counts."""
+    import pandas as pd
+
+    if not csv.is_file():
+        return
     frame = pd.read_csv(csv)
     if frame.empty:
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,12 +14,13 @@ from pathlib import Path
 import torch
 
 from bench import metrics
+from bench.claims import claim, release
 from bench.counters import CALL_COUNT_COLUMNS, CountedPrior, counting
 from bench.data import ImageSource
 from bench.outputs import save_cell_images
 from bench.priors.base import Prior
 from bench.seeding import generator_for
-from bench.store import write_record
+from bench.store import record_mtime, write_record
 from bench.sweep import Cell
 from bench.timing import environment, timed
 from operators import build_degradation, measure
@@ -39,6 +41,7 @@ class RunContext:
     resources: Callable[[Cell, Degradation], dict] | None = None
     env: dict = field(default_factory=dict)
     warmed: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.time)  # newer records were written by others
 
     def __post_init__(self) -> None:
         self.env = self.env or environment(self.prior.device, self.prior.dtype)
@@ -211,18 +214,39 @@ def run_cells(
     batch: int = 1,
     on_record: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Run cells in batches of one group; every record is written as soon as its batch ends."""
+    """Run cells in batches of one group; every record is written as soon as its batch ends.
+    Each batch's cells are claimed first, so processes sharing the run folder split the work."""
     done: list[dict] = []
     ordered = sorted(cells, key=lambda c: (c.group, c.image_id))
     for _, group in groupby(ordered, key=lambda c: c.group):
         group = list(group)
         for start in range(0, len(group), batch):
-            for record in run_chunk(ctx, group[start : start + batch]):
-                write_record(ctx.out, record)
-                done.append(record)
-                if on_record:
-                    on_record(record)
+            mine = claim_cells(ctx, group[start : start + batch])
+            try:
+                for record in run_chunk(ctx, mine) if mine else []:
+                    write_record(ctx.out, record)
+                    done.append(record)
+                    if on_record:
+                        on_record(record)
+            finally:
+                for cell in mine:
+                    release(ctx.out, cell.key)
     return done
+
+
+def claim_cells(ctx: RunContext, chunk: list[Cell]) -> list[Cell]:
+    """The cells of `chunk` this process claimed and no other process finished since this one
+    started (those and the ones held by others are left out)."""
+    mine = []
+    for cell in chunk:
+        if not claim(ctx.out, cell.key):
+            continue
+        finished = record_mtime(ctx.out, cell.key)
+        if finished is not None and finished >= ctx.started:
+            release(ctx.out, cell.key)
+            continue
+        mine.append(cell)
+    return mine
 
 
 def run_chunk(ctx: RunContext, chunk: list[Cell]) -> list[dict]:
@@ -239,7 +263,7 @@ def run_chunk(ctx: RunContext, chunk: list[Cell]) -> list[dict]:
     try:
         with torch.enable_grad():
             records.extend(solve_batch(ctx, ready, torch.stack(images)))
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, OSError):  # a full or read-only disk is not the cell's
         raise
     except Exception as e:
         if isinstance(e, torch.OutOfMemoryError) and ctx.prior.device.type == "cuda":

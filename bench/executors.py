@@ -1,9 +1,10 @@
-"""Where cells run (DESIGN.md §6): in this process, in N local worker processes, via SLURM
-(submitit) or as Ray tasks.
+"""Where cells run (DESIGN.md §6): in this process, in N local worker processes, as a SLURM
+job array (submitit) or as Ray tasks.
 
 A sweep is cut into shards of (solver, degradation, sigma, seed) x image chunks, so a worker
-loads the prior once per shard; every worker writes its records itself (atomically), so the
-run directory is the only thing the backends share.
+loads the prior once per shard. Local and SLURM workers write their records into the shared run
+folder themselves (atomically); Ray tasks send theirs back to the driver, which writes them.
+CPU workers split the cores under every executor; each record carries the executor and threads.
 """
 
 from __future__ import annotations
@@ -11,29 +12,28 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 
+from bench.execute import RunContext, run_cells
+from bench.options import RunOptions
+from bench.runner import build_context, network_passes
+from bench.runspec import RunSpec
+from bench.slurm import PASS_SECONDS
 from bench.sweep import Cell
 
-EXECUTORS = ("local", "submitit", "ray")
-RAY_PARAMETERS = ("address", "num_cpus", "num_gpus")
+IMAGES_PER_SHARD = 8  # at least; a shard is also never smaller than one batch
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything a worker needs to rebuild the run's context (picklable)."""
+@dataclass
+class ClusterOptions:
+    """The executor-specific command-line options: --slurm, --slurm-pass-seconds, --ray."""
 
-    prior: str
-    prompt: str
-    device: str
-    precision: str
-    data: str | None
-    out: Path
-    save_images: bool = True
-    operators: tuple[str, ...] = field(default=())
+    slurm: list[str] = field(default_factory=list)
+    slurm_pass_seconds: float = PASS_SECONDS
+    ray: list[str] = field(default_factory=list)
 
 
 def shard_cells(cells: list[Cell], images_per_shard: int) -> list[list[Cell]]:
@@ -46,19 +46,36 @@ def shard_cells(cells: list[Cell], images_per_shard: int) -> list[list[Cell]]:
     return shards
 
 
-@lru_cache(maxsize=2)
-def _context(spec: RunSpec):
-    """The worker's RunContext, built once per process and spec (the prior loads once)."""
-    from bench.runner import build_context
+def local_threads(processes: int) -> int:
+    """Torch threads per process when `processes` share this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // processes)
 
+
+@lru_cache(maxsize=2)
+def _context(spec: RunSpec) -> RunContext:
+    """The worker's RunContext, built once per process and spec (the prior loads once)."""
     return build_context(spec)
+
+
+def worker_context(spec: RunSpec) -> RunContext:
+    """A worker's context; a CUDA worker uses the GPU it was given ('cuda': local workers, SLURM
+    and Ray set CUDA_VISIBLE_DEVICES to the task's GPU)."""
+    if spec.device.startswith("cuda"):
+        spec = replace(spec, device="cuda")
+    return _context(spec)
 
 
 def run_shard(spec: RunSpec, cells: list[Cell], batch: int = 1) -> int:
     """Run one shard in this process; returns the number of records written."""
-    from bench.execute import run_cells
+    return len(run_cells(worker_context(spec), cells, batch=batch))
 
-    return len(run_cells(_context(spec), cells, batch=batch))
+
+def run_shards(spec: RunSpec, shards: list[list[Cell]], batch: int, threads: int) -> int:
+    """One submitit job: its shards in turn with `threads` torch threads; records written."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return sum(run_shard(spec, shard, batch) for shard in shards)
 
 
 def _init_worker(devices: list[str], counter, cpu_threads: int) -> None:
@@ -70,7 +87,6 @@ def _init_worker(devices: list[str], counter, cpu_threads: int) -> None:
     device = devices[index % len(devices)]
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
-    os.environ["BENCH_WORKER_DEVICE"] = "cuda" if device.startswith("cuda") else device
     if device == "cpu":
         import torch
 
@@ -78,92 +94,66 @@ def _init_worker(devices: list[str], counter, cpu_threads: int) -> None:
 
 
 def _star_run(args: tuple) -> int:
-    spec, cells, batch = args
-    device = os.environ.get("BENCH_WORKER_DEVICE")
-    if device:
-        spec = RunSpec(**{**spec.__dict__, "device": device})
-    return run_shard(spec, cells, batch)
+    return run_shard(*args)
 
 
 def run_local(
     spec: RunSpec, shards: list[list[Cell]], *, workers: int, batch: int, devices: list[str]
 ) -> Iterator[int]:
-    """Run shards here (workers=1) or in `workers` spawned processes; yields records per shard."""
-    if workers <= 1:
-        for shard in shards:
-            yield run_shard(spec, shard, batch)
-        return
+    """Run shards in `workers` spawned processes; yields records per shard."""
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    init = (devices, counter, threads)
+    init = (devices, counter, local_threads(workers))
     with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
         yield from pool.imap_unordered(_star_run, [(spec, s, batch) for s in shards])
 
 
 def run_submitit(
-    spec: RunSpec,
-    shards: list[list[Cell]],
-    *,
-    batch: int,
-    folder: Path,
-    cluster: str | None,
-    parameters: dict,
+    spec: RunSpec, shards: list[list[Cell]], options: RunOptions, cluster: ClusterOptions
 ) -> Iterator[int]:
-    """One SLURM job array over the shards (submitit; cluster="local"/"debug" run without SLURM)."""
-    try:
-        import submitit
-    except ImportError as e:
-        raise RuntimeError(
-            "the submitit executor needs the [slurm] extra: "
-            "pip install 'latent-inverse-bench[slurm]'"
-        ) from e
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    executor.update_parameters(**parameters)
-    jobs = executor.map_array(run_shard, [spec] * len(shards), shards, [batch] * len(shards))
-    for job in submitit.helpers.as_completed(jobs):
-        yield job.result()
+    """One job array over the shards: one task per shard on SLURM; on cluster=local, the shards
+    packed into --workers concurrent processes that split the cores."""
+    from bench.slurm import run_job_array, slurm_setup
+
+    name = f"bench-{Path(options.out).name}"
+    setup = slurm_setup(cluster.slurm, device=options.device, name=name)
+    if setup.cluster == "local":
+        count = min(options.workers, len(shards))
+        jobs, threads = [shards[i::count] for i in range(count)], local_threads(count)
+        label = f"submitit:local ({count} jobs)"
+    else:
+        jobs = [[shard] for shard in shards]
+        threads = setup.cpus_per_task if setup.cluster == "slurm" else local_threads(1)
+        label = f"submitit:{setup.cluster}"
+    batch = options.batch or 1
+    passes = [sum(sum(network_passes(s, batch).values()) for s in job) for job in jobs]
+    setup.default_time_limit(max(passes), cluster.slurm_pass_seconds)
+    spec = replace(spec, executor=label)
+    yield from run_job_array(
+        run_shards,
+        [(spec, job, batch, threads) for job in jobs],
+        setup=setup,
+        folder=Path(options.out) / "submitit",
+    )
 
 
-def _ray_shard(spec: RunSpec, cells: list[Cell], batch: int, threads: int) -> int:
-    """One shard in a Ray worker: torch threads = the task's CPUs; Ray picks the task's GPU."""
-    import torch
-
-    torch.set_num_threads(threads)
-    if spec.device.startswith("cuda"):  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
-        spec = RunSpec(**{**spec.__dict__, "device": "cuda"})
-    return run_shard(spec, cells, batch)
-
-
-def run_ray(
-    spec: RunSpec, shards: list[list[Cell]], *, batch: int, parameters: dict[str, str]
+def run_on_executor(
+    options: RunOptions, cells: list[Cell], cluster: ClusterOptions
 ) -> Iterator[int]:
-    """Each shard a Ray task, on a running cluster (address=auto or ray://...) or a local one.
+    """Run cells on --executor (local with --workers > 1, submitit or ray); yields the number
+    of records as each shard (or job) finishes."""
+    shards = shard_cells(cells, max(options.batch or 1, IMAGES_PER_SHARD))
+    spec = options.spec()
+    if options.executor == "submitit":
+        yield from run_submitit(spec, shards, options, cluster)
+    elif options.executor == "ray":
+        from bench.ray_tasks import run_ray
 
-    parameters: address, num_cpus (per task, default 1), num_gpus (per task, default 1 on
-    CUDA, else 0). Tasks still pending when the caller stops (Ctrl-C) are cancelled.
-    """
-    try:
-        import ray
-    except ImportError as e:
-        raise RuntimeError(
-            "the ray executor needs the [ray] extra: pip install 'latent-inverse-bench[ray]'"
-        ) from e
-    unknown = sorted(set(parameters) - set(RAY_PARAMETERS))
-    if unknown:
-        raise ValueError(
-            f"unknown --ray parameter(s) {', '.join(unknown)}; valid: {', '.join(RAY_PARAMETERS)}"
+        yield from run_ray(spec, shards, batch=options.batch or 1, items=cluster.ray)
+    else:
+        cuda = options.device.startswith("cuda")
+        devices = [f"cuda:{i}" for i in range(options.workers)] if cuda else [options.device]
+        spec = replace(spec, executor=f"local ({options.workers} workers)")
+        yield from run_local(
+            spec, shards, workers=options.workers, batch=options.batch or 1, devices=devices
         )
-    cpus = int(parameters.get("num_cpus", 1))
-    gpus = float(parameters.get("num_gpus", 1 if spec.device.startswith("cuda") else 0))
-    if not ray.is_initialized():
-        ray.init(address=parameters.get("address"), include_dashboard=False)
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_ray_shard)
-    pending = [task.remote(spec, shard, batch, cpus) for shard in shards]
-    try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        for ref in pending:
-            ray.cancel(ref)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 
 from bench.metrics import to_unit
+from bench.store import temp_path
 
 
 def safe_name(text: str) -> str:
@@ -31,9 +32,13 @@ def id_file_stem(image_id: str) -> str:
 def save_png(image: torch.Tensor, path: Path) -> None:
     """Write one (3, H, W) image in [-1, 1] as an 8-bit PNG, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    save_image(to_unit(image.detach().float().cpu()).clamp(0, 1), tmp, format="png")
-    os.replace(tmp, path)
+    tmp = temp_path(path)  # unique: two processes may write the same truth PNG
+    try:
+        save_image(to_unit(image.detach().float().cpu()).clamp(0, 1), tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def to_image_size(y: torch.Tensor, size: int) -> torch.Tensor:

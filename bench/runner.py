@@ -11,11 +11,12 @@ from pathlib import Path
 
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
-from bench.executors import EXECUTORS, RunSpec
 from bench.hf_data import is_hf_data
+from bench.options import RunOptions
 from bench.presets import preset_solver_defaults
 from bench.priors import load_prior
 from bench.priors.base import Prior
+from bench.runspec import EXECUTORS, RunSpec
 from bench.store import existing_status
 from bench.sweep import (
     Cell,
@@ -28,52 +29,20 @@ from bench.sweep import (
     split_top_level,
 )
 from bench.timing import configure_precision
+from bench.validate import (
+    check_counts,
+    check_images,
+    check_out,
+    check_steps,
+    parse_seeds,
+    parse_sigmas,
+)
 from operators import build_degradation
 from operators.latent.lookup import FOLDERS_ENV, active_operator_folders, find_operator
 from solvers import get_solver
 
 ORACLE_SAMPLES = 1000  # ids the oracle's own data set offers
 ORACLE_DEFAULT_IMAGES = "8"
-
-
-@dataclass
-class RunOptions:
-    """The options of `bench run` (also the keys a --config file may set)."""
-
-    solvers: str = ""
-    deg: str = "inpaint"
-    prior: str = "embedded"
-    data: str | None = None
-    images: str | None = None
-    sigma: str = "0.01"
-    seeds: str = "0"
-    steps: int | None = None
-    set: list[str] = field(default_factory=list)
-    batch: int | None = None
-    prompt: str = ""
-    device: str = "cpu"
-    precision: str = "fp32"
-    out: str = "runs/latest"
-    workers: int = 1
-    executor: str = "local"
-    save_images: bool = True
-    operators: list[str] = field(default_factory=list)
-    force: bool = False
-    retry_failed: bool = False
-    preset: str | None = None
-
-    def spec(self) -> RunSpec:
-        """What a worker needs to rebuild the context."""
-        return RunSpec(
-            self.prior,
-            self.prompt,
-            self.device,
-            self.precision,
-            self.data,
-            Path(self.out),
-            self.save_images,
-            tuple(self.operators),
-        )
 
 
 def split_specs(text: str) -> list[str]:
@@ -159,12 +128,14 @@ def build_context(spec: RunSpec, prior: Prior | None = None) -> RunContext:
     if spec.operators:  # the environment reaches spawned and SLURM workers too
         os.environ[FOLDERS_ENV] = os.pathsep.join(spec.operators)
     prior = prior or load_run_prior(spec)
-    return RunContext(
+    context = RunContext(
         prior=prior,
         source=image_source(prior, spec.data),
         out=spec.out,
         save_images=spec.save_images,
     )
+    context.env["executor"] = spec.executor  # next to env["threads"]
+    return context
 
 
 @dataclass
@@ -186,6 +157,7 @@ class Plan:
             "degradations": self.degradations,
             "solvers": [asdict(s) for s in self.solvers],
             "images": sorted({c.image_id for c in self.cells}),
+            "cells": len(self.cells),
             "skipped": [
                 {"solver": s, "degradation": d, "why": w} for (s, d), w in self.skipped.items()
             ],
@@ -202,18 +174,18 @@ def make_plan(options: RunOptions) -> Plan:
         raise ValueError(f"unknown executor {options.executor!r}; valid: {', '.join(EXECUTORS)}")
     for name, _ in map(parse_solver_token, split_top_level(options.solvers)):
         get_solver(name)
+    check_counts(options.steps, options.batch, options.workers)
+    check_out(Path(options.out))
+    sigmas, seeds = parse_sigmas(options.sigma), parse_seeds(options.seeds)
     spec = options.spec()
     context = build_context(spec)
     prior = context.prior
     degradations = [
         canonical_spec(build_degradation(s, prior.image_size)) for s in split_specs(options.deg)
     ]
-    sigmas = [float(s) for s in options.sigma.split(",")]
-    if any(s < 0 for s in sigmas):
-        raise ValueError("--sigma must be >= 0 (it is the noise std on the [0,1] scale)")
-    seeds = [int(s) for s in options.seeds.split(",")]
     default_images = None if options.data else ORACLE_DEFAULT_IMAGES
     ids = select_ids(context.source.ids, options.images or default_images)
+    check_images(ids, options.images, len(context.source.ids))
     run_defaults = getattr(prior, "run_defaults", {})
     options.steps = options.steps or run_defaults.get("steps")
     options.batch = options.batch or run_defaults.get("batch", 1)
@@ -227,6 +199,7 @@ def make_plan(options: RunOptions) -> Plan:
             preset_solver_defaults(options.preset),
         )
     ]
+    check_steps(solvers, options.steps, len(prior.alphas_cumprod))
     cells = plan_cells(
         prior=options.prior,
         dataset=context.source.name,
@@ -302,14 +275,23 @@ def describe_plan(plan: Plan) -> list[dict]:
     batch = plan.options.batch or 1
     for _, group in groupby(sorted(plan.todo, key=lambda c: c.group), key=lambda c: c.group):
         group = list(group)
-        head = group[0]
-        cost = get_solver(head.solver).cost
-        calls = cost(head.hparams) if cost else {}
-        solves = -(-len(group) // batch)  # batched calls count once per solve
-        row = rows[(head.label, head.degradation, head.sigma_01)]
-        for column, names in CALL_COLUMNS.items():
-            row[column] += solves * sum(calls.get(n, 0) for n in names)
+        row = rows[(group[0].label, group[0].degradation, group[0].sigma_01)]
+        for column, passes in network_passes(group, batch).items():
+            row[column] += passes
     return list(rows.values())
+
+
+def network_passes(cells: list[Cell], batch: int) -> dict[str, int]:
+    """Declared network passes (per CALL_COLUMNS) to solve cells of one group in batches of
+    `batch`, from the solver's cost model; a batched call counts once per solve."""
+    head = cells[0]
+    cost = get_solver(head.solver).cost
+    calls = cost(head.hparams) if cost else {}
+    solves = -(-len(cells) // batch)
+    return {
+        column: solves * sum(calls.get(n, 0) for n in names)
+        for column, names in CALL_COLUMNS.items()
+    }
 
 
 CALL_COLUMNS = {  # network passes still to run (batched calls count once)

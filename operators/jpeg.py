@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from kornia.enhance import jpeg_codec_differentiable
 
 from operators.checks import check_image
 
@@ -45,6 +44,8 @@ class DifferentiableJPEG:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The differentiable JPEG round trip of x, on [-1, 1]."""
+        from kornia.enhance import jpeg_codec_differentiable  # lazy: kornia is slow to import
+
         check_image(x, self.image_size, self.name)
         quality = torch.tensor([float(self.quality)], device=x.device, dtype=x.dtype)
         coded = jpeg_codec_differentiable((x + 1.0) / 2.0, quality)

@@ -9,8 +9,6 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
-from torchvision.transforms import InterpolationMode
 
 from operators.checks import check_image, check_positive
 
@@ -95,6 +93,9 @@ class BicubicDownsample:
 
     def upsample_for_encoding(self, y: torch.Tensor) -> torch.Tensor:
         """Bicubic (antialiased) torchvision resize back to image size, as SILO does."""
+        import torchvision.transforms.functional as TF  # lazy: torchvision loads torch._dynamo
+        from torchvision.transforms import InterpolationMode
+
         return TF.resize(
             y,
             [self.image_size, self.image_size],

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
 
 from bench.priors.base import Prior
 from bench.seeding import randn_per_sample
@@ -55,6 +54,8 @@ def make_schedule(prior: Prior, steps: int, sampler: str, prev_timestep: str = "
       spacing the two differ only at the last step and only for T/2 < steps < T: at 999 steps
       the last step goes t = 1 -> abar_0 (0.99915 for SD) and still adds noise.
     """
+    from diffusers import DDIMScheduler, DDPMScheduler  # lazy: `bench list` needs no diffusers
+
     classes = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
     if sampler not in classes:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(classes)}")

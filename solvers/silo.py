@@ -46,7 +46,6 @@ import torch
 from bench.counters import counted, tally
 from bench.priors.base import Prior
 from operators.base import Degradation
-from operators.latent.lookup import resolve_trained_operator
 from solvers.common import (
     check_finite,
     ddpm_step,
@@ -73,6 +72,8 @@ def resolve_latent_operator(
     exact = getattr(prior, "exact_latent_operator", None)
     if exact is not None:
         return exact(op)
+    from operators.latent.lookup import resolve_trained_operator  # lazy: loads diffusers
+
     return resolve_trained_operator(prior, op, folders)
 
 

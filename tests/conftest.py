@@ -33,3 +33,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault-injection suite's one-line summary, when it ran."""
+    from faults import TALLY, summary_line
+
+    if TALLY:
+        terminalreporter.write_line(summary_line())

@@ -148,7 +148,8 @@ def test_unreadable_image_is_an_error_record(tmp_path, tiny_sd):
         "--out",
         str(tmp_path / "out"),
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # a failed cell: every record written, exit 3
+    assert "1 of 3 cells failed (error 1)" in result.output
     frame = pd.read_csv(tmp_path / "out" / "per_image.csv").set_index("image_id")
     assert frame.loc["a.png", "status"] == "ok" and frame.loc["b.png", "status"] == "ok"
     assert frame.loc["c.png", "status"] == "error"
@@ -180,7 +181,7 @@ def test_divergence_is_recorded_with_its_step(tmp_path, monkeypatch):
         "--out",
         str(tmp_path),
     )
-    assert result.exit_code == 0
+    assert result.exit_code == 3 and "2 of 2 cells failed (diverged 2)" in result.output
     frame = pd.read_csv(tmp_path / "per_image.csv")
     assert (frame.status == "diverged").all() and frame.error.str.contains("step 7").all()
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
@@ -18,6 +19,7 @@ from bench.report.latex import latex
 from bench.report.perceptual import SCORERS, empty_scores, set_scores
 from bench.report.plots import plot_all
 from bench.report.tables import METRICS, markdown, number, summarize, value
+from bench.run_state import run_state
 from bench.store import records_dir
 
 SHOWN = ("psnr", "ssim", "lpips_alex", "fid", "runtime_s")
@@ -46,6 +48,8 @@ def report_command(
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     notes = Notes()
+    for run_dir in run_dirs:  # claimed cells are still running: the tables are partial
+        Console(stderr=True).print(escape(run_state(run_dir).line()), soft_wrap=True)
     frame = load_frame(run_dirs)
     if frame.empty:
         raise ValueError(f"no records in {', '.join(map(str, run_dirs))}")

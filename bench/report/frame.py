@@ -16,7 +16,7 @@ from PIL import Image
 
 from bench import metrics
 from bench.counters import CALL_COUNT_COLUMNS
-from bench.store import PER_IMAGE_COLUMNS, records_dir
+from bench.store import PER_IMAGE_COLUMNS, read_record, record_files
 from bench.weights import WeightsMissing, lpips_backbone
 
 GROUP = ["prior", "dataset", "solver_label", "degradation", "sigma_01"]
@@ -69,10 +69,13 @@ def _timestamp(record: dict, mtime: float) -> float:
 
 
 def read_run(run_dir: Path) -> list[dict]:
-    """The records of one run dir, each tagged with its run_dir and its finishing time."""
+    """The records of one run dir, each tagged with its run_dir and its finishing time (a bad
+    record is quarantined and named, not fatal)."""
     rows = []
-    for path in sorted(records_dir(run_dir).glob("[!.]*.json")):
-        record = json.loads(path.read_text())
+    for path in record_files(run_dir):
+        record = read_record(path)
+        if record is None:
+            continue
         record["run_dir"] = str(run_dir.resolve())
         record["_finished"] = _timestamp(record, path.stat().st_mtime)
         rows.append(record)
