@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +14,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.grid import auto_grid
 from bench.options import RunOptions
+from bench.presets import load_preset, preset_names
 from bench.slurm import PASS_SECONDS, TIME_RULE
 from bench.train_operator_help import TRAIN_OPERATOR_HELP
+from bench.tuned import check_tuned
 
 if TYPE_CHECKING:
     from bench.executors import ClusterOptions
@@ -55,19 +58,22 @@ def _out_console() -> Console:
 @app.command("list")
 def list_all() -> None:
     """Print the solvers, degradations and priors the tool knows."""
-    from bench.presets import load_preset, preset_names
     from bench.priors import PRIOR_DESCRIPTIONS
     from operators import list_degradations
     from solvers import SOLVERS
 
     out = _out_console()
-    solvers = Table("solver", "default hyperparameters", "per-degradation", "what it is")
+    solvers = Table(
+        "solver", "default hyperparameters", "per-degradation", "step sizes", "what it is"
+    )
     for name, spec in sorted(SOLVERS.items()):
         per_task = "; ".join(f"{d}: {json.dumps(h)}" for d, h in spec.task_defaults.items())
-        solvers.add_row(name, json.dumps(spec.defaults), per_task or "-", spec.description)
+        steps = ", ".join(auto_grid(name, spec.step_sizes))
+        row = (name, json.dumps(spec.defaults), per_task or "-", steps or "-", spec.description)
+        solvers.add_row(*map(escape, row))
     degradations = Table("degradation", "default parameters", "what it is")
     for name, params, description in list_degradations():
-        degradations.add_row(name, json.dumps(params), description)
+        degradations.add_row(*map(escape, (name, json.dumps(params), description)))
     priors = Table("prior", "what it is")
     for name, description in PRIOR_DESCRIPTIONS.items():
         priors.add_row(name, description)
@@ -114,6 +120,8 @@ def option_values(data: dict, where: str) -> dict:
 def _as_option_type(name: str, value: object) -> object:
     """A config-file value converted to the option's type (lists of str become comma lists)."""
     kind = OPTION_TYPES[name]
+    if name == "tuned":
+        return check_tuned(value)
     if name == "set":
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
     if isinstance(value, list):
@@ -133,8 +141,6 @@ def merge_config(
 ) -> RunOptions:
     """Command-line values win; a config file, then a preset, fill the options left at their
     defaults."""
-    from bench.presets import load_preset
-
     values = dict(given)
     layers = [load_config_file(path)] if path is not None else []
     preset = preset or (layers[0].get("preset") if layers else None)
@@ -155,7 +161,9 @@ def merge_config(
 @app.command()
 def run(
     ctx: typer.Context,
-    solvers: str = typer.Option(_D.solvers, help="solvers, e.g. 'silo,psld[omega=0.5]'"),
+    solvers: str = typer.Option(
+        _D.solvers, help="solvers, e.g. 'silo,psld[omega=0.5]', grids 'ldps[zeta=[1,2]]'"
+    ),
     deg: str = typer.Option(_D.deg, help="degradation specs, e.g. 'sr4,blur:sigma=2,size=31'"),
     prior: str = typer.Option(
         _D.prior, help="embedded (default), gaussian, sd15, rv51, a Hugging Face id or a folder"
@@ -171,7 +179,9 @@ def run(
         help="diffusion steps for every solver that has them (default: official lengths; "
         "the embedded prior: 100)",
     ),
-    set_: list[str] = typer.Option([], "--set", help="solver overrides, e.g. ldps.zeta=2"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="solver overrides, e.g. ldps.zeta=2, grids ldps.zeta=log(0.1,10,5)"
+    ),
     batch: int | None = typer.Option(
         None, min=1, help="images per solve (default 1; the embedded prior: 8)"
     ),
@@ -216,17 +226,8 @@ def run(
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""
     from bench.data import ImageLoadError
     from bench.executors import ClusterOptions
-    from bench.run_guard import (
-        EXIT_CELLS_FAILED,
-        EXIT_FILESYSTEM,
-        EXIT_INTERRUPTED,
-        EXIT_TERMINATED,
-        Terminated,
-        guarded_run,
-        os_error_line,
-    )
-    from bench.run_state import failed_cells, run_state
-    from bench.runner import describe_plan, make_plan, save_config
+    from bench.run_state import run_state
+    from bench.runner import make_plan
 
     given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
     given["set"] = set_
@@ -238,27 +239,50 @@ def run(
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
         _fail(str(e))
+    _show_plan(plan)
+    if dry_run:
+        return
+    _print_summary(_run_plan(plan, ClusterOptions(slurm, slurm_pass_seconds, ray)))
+    _exit_on_failures(plan)
+
+
+def _show_plan(plan) -> None:
+    """The plan table (cells and network passes per row), what is skipped and what is left."""
+    from bench.runner import describe_plan
+
     rows = describe_plan(plan)
     table = Table(*(rows[0] if rows else ["solver"]))
     for row in rows:
         table.add_row(
             *(
-                f"{v:,.0f}" if isinstance(v, float) and k != "sigma_01" else str(v)
+                f"{v:,.0f}" if isinstance(v, float) and k != "sigma_01" else escape(str(v))
                 for k, v in row.items()
             )
         )
     _out_console().print(table)
     for (solver, deg), why in plan.skipped.items():
-        console.print(f"skipped {solver} x {deg}: {escape(why)}")
+        console.print(f"skipped {escape(solver)} x {escape(deg)}: {escape(why)}")
     done = len(plan.cells) - len(plan.todo)
     console.print(f"{len(plan.cells)} cells, {done} already done, {len(plan.todo)} to run")
-    if dry_run:
-        return
-    out_dir = Path(options.out)
+
+
+def _run_plan(plan, cluster: ClusterOptions) -> Path:
+    """Save the config, run the cells left; per_image.csv is written however this ends."""
+    from bench.run_guard import (
+        EXIT_FILESYSTEM,
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        Terminated,
+        guarded_run,
+        os_error_line,
+    )
+    from bench.runner import save_config
+
+    out_dir = Path(plan.options.out)
     try:
-        with guarded_run(out_dir):  # per_image.csv is written however this ends
+        with guarded_run(out_dir):
             save_config(plan)
-            _execute(plan, options, ClusterOptions(slurm, slurm_pass_seconds, ray))
+            _execute(plan, plan.options, cluster)
     except (ValueError, RuntimeError) as e:  # executor set-up: bad parameters, missing extra
         _fail(str(e))
     except OSError as e:
@@ -269,7 +293,15 @@ def run(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/yellow] finished cells are saved; rerun to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    _print_summary(out_dir / "per_image.csv")
+    return out_dir / "per_image.csv"
+
+
+def _exit_on_failures(plan) -> None:
+    """Say which cells other processes still hold; exit 3 when any cell of the plan failed."""
+    from bench.run_guard import EXIT_CELLS_FAILED
+    from bench.run_state import failed_cells, run_state
+
+    out_dir = Path(plan.options.out)
     state = run_state(out_dir)
     if state.claimed:
         console.print(escape(f"{state.line()}; per_image.csv is complete when they end"))
@@ -311,7 +343,7 @@ def _execute(plan, options: RunOptions, cluster: ClusterOptions) -> None:
                 if record.get(metric) is not None:
                     means[(record["solver_label"], metric)].append(record[metric])
             summary = " | ".join(
-                f"{label} {metric} {sum(v) / len(v):.2f}"
+                f"{escape(label)} {metric} {sum(v) / len(v):.2f}"
                 for (label, metric), v in sorted(means.items())
             )
             progress.update(task, advance=1, description=summary)
@@ -344,9 +376,78 @@ def _print_summary(csv: Path) -> None:
         ok = rows[rows.status == "ok"]
         means = [f"{ok[c].mean():.3f}" if ok[c].notna().any() else "-" for c in columns]
         failed = str(int((rows.status != "ok").sum()))
-        table.add_row(solver, degradation, f"{sigma_01:g}", str(len(rows)), failed, *means)
+        table.add_row(
+            escape(solver), escape(degradation), f"{sigma_01:g}", str(len(rows)), failed, *means
+        )
     _out_console().print(table)
     console.print(f"per-image results: {csv}")
+
+
+@app.command()
+def tune(
+    solvers: str = typer.Option(..., help="solvers, e.g. 'ldps,psld' (grids allowed in brackets)"),
+    grid: list[str] = typer.Option(
+        ["auto"],
+        help="grid items, e.g. 'ldps.zeta=log(0.1,10,5)', 'psld.omega=[0.5,1,2]', "
+        "'silo.eta=*[1,3,10]' (x official), or 'auto' (each solver's declared step sizes)",
+    ),
+    val: str = typer.Option(..., help="validation images (N, a:b or ids), disjoint from --test"),
+    test: str = typer.Option(..., help="test images, run with the chosen points"),
+    metric: str = typer.Option("psnr", help="what the best point maximises/minimises"),
+    deg: str = typer.Option(_D.deg, help="degradation specs"),
+    prior: str = typer.Option(_D.prior, help="prior (as for `bench run`)"),
+    data: str | None = typer.Option(None, help="folder of images (default: the prior's)"),
+    sigma: str = typer.Option(_D.sigma, help="noise std on the [0,1] scale, comma-separated"),
+    seeds: str = typer.Option(_D.seeds, help="comma-separated seeds"),
+    steps: int | None = typer.Option(None, help="diffusion steps of every solver"),
+    set_: list[str] = typer.Option([], "--set", help="fixed solver overrides, e.g. ldps.zeta=2"),
+    batch: int | None = typer.Option(None, min=1, help="images per solve"),
+    device: str = typer.Option(_D.device, help="torch device"),
+    precision: str = typer.Option(_D.precision, help="fp32 | tf32 | bf16"),
+    out: str = typer.Option("runs/tune", help="folder: val/, test/, tuned.toml, tuning.*"),
+    workers: int = typer.Option(_D.workers, min=1, help="local worker processes"),
+    operators: list[str] = typer.Option([], help="folders of trained SILO operators"),
+    save_images: bool = typer.Option(_D.save_images, help="write PNGs of every cell"),
+    dry_run: bool = typer.Option(False, help="print the validation plan and exit"),
+) -> None:
+    """Tune each solver's step sizes on a validation split, then run the test split with the
+    best point per (solver, degradation, sigma, steps); resumable, writes tuned.toml."""
+    import tomli_w
+
+    from bench import tune as tuning
+    from bench.data import ImageLoadError
+    from bench.executors import ClusterOptions
+    from bench.runner import make_plan
+    from bench.tuning_report import write_tuning_report
+
+    given = {k: v for k, v in locals().items() if k in OPTION_NAMES}
+    base = RunOptions(**given, set=set_)
+    try:
+        tuning.check_metric(metric)
+        val_plan = make_plan(tuning.validation_options(base, grid, val))
+        tuning.check_disjoint(val_plan.context.source.ids, val, test)
+    except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
+        _fail(str(e))
+    _show_plan(val_plan)
+    if dry_run:
+        return
+    _run_plan(val_plan, ClusterOptions([], PASS_SECONDS, []))
+    keys = {c.key for c in val_plan.cells}
+    points = tuning.choose(tuning.score_points(Path(val_plan.options.out), keys, metric), metric)
+    entries = tuning.tuned_entries(points, metric)
+    test_opts = tuning.test_options(replace(base, steps=val_plan.options.steps), test, entries)
+    config = Path(out) / "tuned.toml"
+    config.write_text(tomli_w.dumps(tuning.tuned_toml(test_opts)))
+    console.print(f"chosen points: {config} (`bench run --config {config}` reruns the test)")
+    try:
+        test_plan = make_plan(test_opts)
+    except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
+        _fail(str(e))
+    _show_plan(test_plan)
+    _print_summary(_run_plan(test_plan, ClusterOptions([], PASS_SECONDS, [])))
+    for path in write_tuning_report(Path(out), points, entries, metric):
+        console.print(f"tuning report: {path}")
+    _exit_on_failures(test_plan)
 
 
 @app.command()
@@ -372,6 +473,9 @@ def report(
         None, help="custom feature extractor 'package.module:attr' instead of Inception"
     ),
     device: str | None = typer.Option(None, help="device for SSIM/LPIPS/Inception (default auto)"),
+    offline: bool = typer.Option(
+        False, help="never download missing metric weights (also: HF_HUB_OFFLINE=1)"
+    ),
 ) -> None:
     """Tables (CSV, Markdown, LaTeX), plots, paired comparisons and FID/KID from run folders."""
     from bench.report import report_command
@@ -386,6 +490,7 @@ def report(
             fid,
             fid_features=fid_features,
             device=device,
+            offline=offline,
         )
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -459,11 +564,38 @@ def import_operator(
 
 
 @app.command()
-def doctor() -> None:
-    """List every weight file and model the tool can use: found or missing, where, and how."""
+def doctor(
+    json_: bool = typer.Option(False, "--json", help="print the status as JSON (for scripts)"),
+) -> None:
+    """List every weight file and model the tool can use; exit 1 if the default report lacks one."""
     from bench.weights import doctor_command
 
-    doctor_command()
+    raise typer.Exit(doctor_command(as_json=json_))
+
+
+@app.command("fetch-weights")
+def fetch_weights(
+    keys: list[str] = typer.Argument(
+        None, help="manifest keys (see `bench doctor`); none: what the default report needs"
+    ),
+    to: Path | None = typer.Option(
+        None,
+        help="install into this folder (default: $LATENT_BENCH_WEIGHTS, else each "
+        "library's own folder)",
+    ),
+    from_: str | None = typer.Option(
+        None, "--from", help="mirror: an http(s) base URL or a folder holding the same file names"
+    ),
+    force: bool = typer.Option(False, help="download again even when the file is present"),
+) -> None:
+    """Download metric weights (LPIPS backbones, Inception), check their sha256, install them."""
+    from bench.fetch import fetch_command
+
+    try:
+        code = fetch_command(keys or [], to, from_, force, console)
+    except ValueError as e:
+        _fail(str(e))
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class RunOptions:
     force: bool = False
     retry_failed: bool = False
     preset: str | None = None  # its option values are merged by the CLI (bench.cli.merge_config)
+    tuned: list[dict] = field(default_factory=list)  # chosen points (tuned.toml, `bench tune`)
 
     def spec(self) -> RunSpec:
         """What a worker needs to rebuild the context."""

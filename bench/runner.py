@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.data import ImageSource, folder_images, prior_samples, select_ids
 from bench.execute import RunContext
+from bench.grid import expand_overrides, is_grid, resolve_value
 from bench.hf_data import is_hf_data
 from bench.options import RunOptions
 from bench.presets import preset_solver_defaults
@@ -29,6 +30,7 @@ from bench.sweep import (
     split_top_level,
 )
 from bench.timing import configure_precision
+from bench.tuned import apply_tuned
 from bench.validate import (
     check_counts,
     check_images,
@@ -39,7 +41,7 @@ from bench.validate import (
 )
 from operators import build_degradation
 from operators.latent.lookup import FOLDERS_ENV, active_operator_folders, find_operator
-from solvers import get_solver
+from solvers import SolverSpec, get_solver
 
 ORACLE_SAMPLES = 1000  # ids the oracle's own data set offers
 ORACLE_DEFAULT_IMAGES = "8"
@@ -68,7 +70,9 @@ def resolve_solvers(
     """Solver tokens ('psld[omega=0.5]') + --set + --steps -> hyperparameters per degradation.
 
     `task_overrides` ({solver: {degradation name: hparams}}, a preset's) sit above the
-    registry's defaults and below --set and [brackets]."""
+    registry's defaults and below --set and [brackets].
+    Grid values (lists, log ranges, multiples '*k' of the official value) in brackets or --set
+    expand to the Cartesian product, one labelled row per point ('ldps[zeta=0.5]')."""
     tokens = [parse_solver_token(t) for t in split_top_level(text)]
     if not tokens:
         raise ValueError("--solvers is empty; see `bench list` for the valid names")
@@ -79,24 +83,51 @@ def resolve_solvers(
     choices, labels = [], set()
     for name, bracket in tokens:
         spec = get_solver(name)
-        label = name + (
-            "[" + ",".join(f"{k}={v}" for k, v in bracket.items()) + "]" if bracket else ""
-        )
-        if label in labels:
-            raise ValueError(f"solver {label!r} is listed twice in --solvers")
-        labels.add(label)
-        overrides = {**global_overrides.get(name, {}), **bracket}
-        per_deg = {}
-        for deg in degradations:
-            task = deg.split(":")[0]
-            base = spec.hparams(task)
-            preset = (task_overrides or {}).get(name, {}).get(task, {})
-            given = {k: coerce_like(v, base.get(k, v)) for k, v in {**preset, **overrides}.items()}
-            if steps is not None and "steps" in base:
-                given.setdefault("steps", steps)
-            per_deg[deg] = spec.hparams(task, given)
-        choices.append(SolverChoice(name, label, per_deg))
+        fixed = {k: v for k, v in global_overrides.get(name, {}).items() if k not in bracket}
+        set_grid = {k: v for k, v in fixed.items() if is_grid(v)}
+        for point in expand_overrides({**bracket, **set_grid}):
+            shown = {k: point[k] for k in [*bracket, *set_grid]}
+            label = name + (
+                "[" + ",".join(f"{k}={v}" for k, v in shown.items()) + "]" if shown else ""
+            )
+            if label in labels:
+                raise ValueError(f"solver {label!r} is listed twice in --solvers")
+            labels.add(label)
+            overrides = {**fixed, **point}
+            choices.append(
+                SolverChoice(
+                    name,
+                    label,
+                    hparams_per_degradation(
+                        spec, degradations, steps, overrides, (task_overrides or {}).get(name, {})
+                    ),
+                )
+            )
     return choices
+
+
+def hparams_per_degradation(
+    spec: SolverSpec,
+    degradations: list[str],
+    steps: int | None,
+    overrides: dict[str, str],
+    task_overrides: dict[str, dict] | None = None,
+) -> dict[str, dict]:
+    """The solver's resolved hyperparameters for each degradation (its per-task defaults, a
+    preset's per-task values, then --steps, then the overrides; '*k' multiplies that
+    degradation's default, the preset's where it sets one)."""
+    per_deg = {}
+    for deg in degradations:
+        task = deg.split(":")[0]
+        spec.hparams(task, overrides)  # an unknown name fails here, listing the valid ones
+        preset = (task_overrides or {}).get(task, {})
+        base = spec.hparams(task, preset)
+        given = {k: v for k, v in base.items() if k in preset}
+        given |= {k: resolve_value(v, base.get(k, v), coerce_like) for k, v in overrides.items()}
+        if steps is not None and "steps" in base:
+            given.setdefault("steps", steps)
+        per_deg[deg] = spec.hparams(task, given)
+    return per_deg
 
 
 def image_source(prior: Prior, data: str | None) -> ImageSource:
@@ -209,7 +240,7 @@ def make_plan(options: RunOptions) -> Plan:
         solvers=solvers,
         seeds=seeds,
     )
-    cells, skipped = drop_unsupported(cells, prior.image_size)
+    cells, skipped = drop_unsupported(apply_tuned(cells, options.tuned), prior.image_size)
     if not cells:
         raise ValueError("nothing to run:\n  " + "\n  ".join(skipped.values()))
     out = Path(options.out)

@@ -114,32 +114,32 @@ def plan_cells(
 
 
 def split_top_level(text: str) -> list[str]:
-    """Split on commas outside [...]: 'silo,psld[omega=0.5,gamma=0.1]' -> 2 items."""
+    """Split on commas outside [...] and (...): 'silo,psld[omega=[0.5,1],gamma=0.1]' -> 2 items."""
     items, depth, current = [], 0, ""
     for ch in text:
-        depth += {"[": 1, "]": -1}.get(ch, 0)
+        depth += {"[": 1, "]": -1, "(": 1, ")": -1}.get(ch, 0)
         if depth < 0:
-            raise ValueError(f"unbalanced ']' in {text!r}")
+            raise ValueError(f"unbalanced ']' or ')' in {text!r}")
         if ch == "," and depth == 0:
             items.append(current.strip())
             current = ""
         else:
             current += ch
     if depth:
-        raise ValueError(f"unbalanced '[' in {text!r}")
+        raise ValueError(f"unbalanced '[' or '(' in {text!r}")
     items.append(current.strip())
     return [i for i in items if i]
 
 
 def parse_solver_token(token: str) -> tuple[str, dict[str, str]]:
-    """'psld[omega=0.5,gamma=0.1]' -> ('psld', {'omega': '0.5', 'gamma': '0.1'})."""
+    """'psld[omega=0.5,gamma=[0.1,1]]' -> ('psld', {'omega': '0.5', 'gamma': '[0.1,1]'})."""
     name, bracket, rest = token.partition("[")
     if not bracket:
         return name.strip(), {}
     if not rest.endswith("]"):
         raise ValueError(f"solver spec {token!r} must end with ']'")
     overrides = {}
-    for item in filter(None, (i.strip() for i in rest[:-1].split(","))):
+    for item in split_top_level(rest[:-1]):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"solver spec {token!r}: expected PARAM=VALUE, got {item!r}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,9 +14,13 @@ from pathlib import Path
 
 import torch.hub
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-WEIGHTS_ENV = "LATENT_BENCH_WEIGHTS"
+from bench.settings import env_name
+
+WEIGHTS_ENV = env_name("weights")
+MIRROR_ENV = env_name("weights_from")  # a mirror `bench report` fetches from (as --from)
 # clean-fid hard-codes this folder for its TorchScript Inception (cleanfid/features.py).
 CLEANFID_DIR = Path("./" if platform.system() == "Windows" else "/tmp")
 
@@ -38,14 +44,40 @@ def cleanfid_dir() -> Path:
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One pretrained file: its name, its user, the library's own folder and its source."""
+    """One pretrained file: its name, its user, the library's own folder, its source, its hash.
+
+    `sha256` is the full digest where it is known (checked on every fetch); `sha256_prefix`
+    the leading hex digits a torch.hub file name carries (`name-<prefix>.pth`, which torchvision
+    itself checks with check_hash=True); an entry with neither is fetched unpinned (TLS to the
+    canonical host only) and `bench fetch-weights` prints the digest it computed.
+    """
 
     key: str
     filename: str
     used_by: str
     source: str
     home: Callable[[], Path]
+    sha256: str | None = None
+    sha256_prefix: str | None = None
     shipped: bool = False
+
+    def checksum_problem(self, digest: str) -> str | None:
+        """Why `digest` (hex sha256 of a candidate file) is not this file, else None."""
+        if self.sha256 and digest != self.sha256:
+            return f"sha256 {digest}, expected {self.sha256}"
+        if self.sha256_prefix and not digest.startswith(self.sha256_prefix):
+            return f"sha256 {digest}, expected one starting {self.sha256_prefix}"
+        return None
+
+    def pinned(self) -> str:
+        """How a fetched copy is checked: 'sha256', 'sha256 prefix <hex>' or 'unpinned'."""
+        if self.sha256:
+            return "sha256"
+        return f"sha256 prefix {self.sha256_prefix}" if self.sha256_prefix else "unpinned"
+
+    def fetch_command(self) -> str:
+        """The command that installs this file."""
+        return f"bench fetch-weights {self.key}"
 
     def search_paths(self) -> list[Path]:
         """The library's own location, then $LATENT_BENCH_WEIGHTS/<file> when that is set."""
@@ -75,15 +107,14 @@ class WeightFile:
         }
 
     def how_to_get(self) -> str:
-        """The command that fetches the file on a connected machine and where to put it."""
+        """The `bench fetch-weights` command, and the manual route for a machine without network."""
         if self.shipped:
             return f"ships with the package: {self.source}"
-        folders = f"{self.home()}/" + (
-            f" or ${WEIGHTS_ENV}/"
-            if os.environ.get(WEIGHTS_ENV)
-            else f" (or into a folder you name in ${WEIGHTS_ENV})"
+        return (
+            f"`{self.fetch_command()}` (from {self.source}, checked: {self.pinned()}); "
+            f"without network: copy {self.filename} into a folder F and run "
+            f"`{self.fetch_command()} --from F`"
         )
-        return f"curl -L -o {self.filename} {self.source}  # then copy it into {folders}"
 
 
 class WeightsMissing(FileNotFoundError):
@@ -99,10 +130,15 @@ class WeightsMissing(FileNotFoundError):
         lines += [f"  - {p}" for p in self.searched]
         if not os.environ.get(WEIGHTS_ENV) and not entry.shipped:
             lines.append(f"  - ${WEIGHTS_ENV}/{entry.filename} ({WEIGHTS_ENV} is not set)")
-        lines.append(f"get it on a machine with network access: {entry.how_to_get()}")
+        lines.append(f"get it: {entry.how_to_get()}")
         super().__init__("\n".join(lines))
 
 
+# Checksums (see the entry docstring): the torchvision prefixes are the hash part of the file
+# names torchvision loads with check_hash=True; the linear heads' full sha256 were computed from
+# the files torchmetrics 1.9.0 and lpips 0.1.4 ship (identical in both). No full sha256 of the
+# backbones or of either Inception file is published by the libraries, and torch-fidelity's
+# "-6726825d" is inherited from pytorch-fid's file name and never checked, so it is not used.
 MANIFEST: dict[str, WeightFile] = {
     entry.key: entry
     for entry in (
@@ -112,6 +148,7 @@ MANIFEST: dict[str, WeightFile] = {
             "LPIPS alex (torchvision AlexNet backbone)",
             "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
             torch_hub_checkpoints,
+            sha256_prefix="7be5be79",
         ),
         WeightFile(
             "lpips-vgg",
@@ -119,6 +156,7 @@ MANIFEST: dict[str, WeightFile] = {
             "LPIPS vgg (torchvision VGG16 backbone)",
             "https://download.pytorch.org/models/vgg16-397923af.pth",
             torch_hub_checkpoints,
+            sha256_prefix="397923af",
         ),
         WeightFile(
             "lpips-alex-linear",
@@ -126,6 +164,7 @@ MANIFEST: dict[str, WeightFile] = {
             "LPIPS alex (v0.1 linear heads)",
             "pip install torchmetrics",
             torchmetrics_lpips_dir,
+            sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
             shipped=True,
         ),
         WeightFile(
@@ -134,6 +173,7 @@ MANIFEST: dict[str, WeightFile] = {
             "LPIPS vgg (v0.1 linear heads)",
             "pip install torchmetrics",
             torchmetrics_lpips_dir,
+            sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
             shipped=True,
         ),
         WeightFile(
@@ -154,6 +194,17 @@ MANIFEST: dict[str, WeightFile] = {
         ),
     )
 }
+
+
+DEFAULT_KEYS = ("lpips-alex", "lpips-vgg", "fid-inception")  # what the default report needs
+
+
+def report_keys(*, lpips: bool, fid: bool, fid_backend: str, custom_features: bool) -> list[str]:
+    """The manifest keys a `bench report` with these options reads."""
+    keys = ["lpips-alex", "lpips-vgg"] if lpips else []
+    if fid and not custom_features:
+        keys.append("fid-inception" if fid_backend == "torchmetrics" else "cleanfid-inception")
+    return keys
 
 
 def lpips_backbone(net: str) -> WeightFile:
@@ -218,26 +269,43 @@ def doctor_rows() -> list[dict]:
             "what": entry.key,
             "file": entry.filename,
             "used_by": entry.used_by,
+            "default_report": entry.key in DEFAULT_KEYS,
             **entry.status(),
+            "checked_by": entry.pinned(),
             "source": entry.source if entry.shipped else entry.how_to_get(),
         }
         for entry in MANIFEST.values()
     ]
-    return rows + model_rows()
+    return rows + [{**row, "default_report": False} for row in model_rows()]
 
 
-def doctor_command() -> None:
-    """Print which pretrained files and models are present, and how to get the missing ones."""
-    out = Console()
-    table = Table("what", "file", "used by", "status", "path")
-    colour = {"found": "green", "missing": "red", "partial": "yellow"}
+def doctor_command(as_json: bool = False) -> int:
+    """Print which files and models are present and how to get the others; the exit code is 1
+    when a file the default report needs is missing, else 0."""
     rows = doctor_rows()
+    blocking = [r["file"] for r in rows if r["default_report"] and r["status"] != "found"]
+    if as_json:
+        report = {"ok": not blocking, "missing_for_default_report": blocking, "files": rows}
+        print(json.dumps(report, indent=2))
+        return 1 if blocking else 0
+    out = Console(width=None if sys.stdout.isatty() else 200)  # whole paths in logs
+    table = Table("what", "file", "used by", "status", "checked by", "path")
+    colour = {"found": "green", "missing": "red", "partial": "yellow"}
     for row in rows:
         status = f"[{colour[row['status']]}]{row['status']}[/]"
-        table.add_row(row["what"], row["file"], row["used_by"], status, row["path"])
+        default = " [bold](default report)[/bold]" if row["default_report"] else ""
+        used_by = escape(row["used_by"]) + default
+        checked = row.get("checked_by", "")
+        table.add_row(row["what"], row["file"], used_by, status, checked, row["path"])
     out.print(table)
     folder = os.environ.get(WEIGHTS_ENV)
     out.print(f"{WEIGHTS_ENV} = {folder or '(not set)'}; torch hub: {torch_hub_checkpoints()}")
     for row in rows:
         if row["status"] != "found":
-            out.print(f"[bold]{row['what']}[/bold]: {row['source']}", soft_wrap=True)
+            out.print(f"[bold]{row['what']}[/bold]: {escape(row['source'])}", soft_wrap=True)
+    if blocking:
+        out.print(
+            f"[red]missing for the default report:[/red] {', '.join(blocking)}; "
+            "`bench fetch-weights` installs them"
+        )
+    return 1 if blocking else 0

@@ -26,7 +26,7 @@ import torch
 
 from bench.priors.base import Prior
 from operators.base import Degradation
-from solvers.psld import SD_WEIGHTS, glued_dps, glued_dps_cost, identity
+from solvers.psld import GLUED_STEP_SIZES, SD_WEIGHTS, glued_dps, glued_dps_cost, identity
 from solvers.registry import register
 
 
@@ -35,6 +35,7 @@ from solvers.registry import register
     description="GML-DPS: DDIM + grad of omega ||y - A(x_hat) - n'|| + gamma ||E(x_hat) - z0||",
     defaults={"steps": 1000, **SD_WEIGHTS, "fresh_noise": True, "encoder_sample": True},
     cost=glued_dps_cost,
+    step_sizes=GLUED_STEP_SIZES,
 )
 def gml_dps(
     prior: Prior,

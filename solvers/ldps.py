@@ -35,6 +35,7 @@ from solvers.registry import register
     "ldps",
     description="latent DPS: DDIM + grad of ||y - A(D(z0_hat))|| through UNet and decoder",
     defaults={"steps": 1000, "zeta": 1.0},
+    step_sizes={"zeta": (0.1, 10.0, 5)},
     cost=lambda hp: {
         "unet_fwd": hp["steps"],
         "unet_bwd": hp["steps"],

@@ -62,6 +62,7 @@ Glue = Callable[[torch.Tensor], torch.Tensor]
 
 SD_WEIGHTS = {"omega": 1.0, "gamma": 0.1}
 BOX_WEIGHTS = {"omega": 0.1, "gamma": 0.01}
+GLUED_STEP_SIZES = {"omega": (0.1, 10.0, 5), "gamma": (0.1, 10.0, 3)}  # x the official weights
 
 
 def identity(v: torch.Tensor) -> torch.Tensor:
@@ -160,6 +161,7 @@ def linear_only(op: Degradation, hparams: dict) -> str | None:
     },
     cost=glued_dps_cost,
     unsupported=linear_only,
+    step_sizes=GLUED_STEP_SIZES,
 )
 def psld(
     prior: Prior,

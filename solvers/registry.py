@@ -9,6 +9,8 @@ import torch
 
 from operators.base import Degradation
 
+StepRange = tuple[float, float, int]  # (low, high, n): n log-spaced multiples of the official value
+
 
 @dataclass(frozen=True)
 class SolverSpec:
@@ -22,6 +24,7 @@ class SolverSpec:
     cost: Callable[[dict], dict[str, int]] | None = None  # hparams -> network calls per solve
     needs: tuple[str, ...] = ()  # trained artifacts the solve loads, e.g. ("latent_operator",)
     unsupported: Callable[[Degradation, dict], str | None] | None = None  # (op, hparams) -> why
+    step_sizes: dict[str, StepRange] = field(default_factory=dict)  # `bench tune --grid auto`
 
     def why_unsupported(self, op: Degradation, hparams: dict) -> str | None:
         """Why this solver cannot run `op` with these hyperparameters, or None if it can."""
@@ -52,6 +55,7 @@ def register(
     cost: Callable[[dict], dict[str, int]] | None = None,
     needs: tuple[str, ...] = (),
     unsupported: Callable[[Degradation, dict], str | None] | None = None,
+    step_sizes: dict[str, StepRange] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Decorator adding a solve function to SOLVERS under `name`.
 
@@ -59,7 +63,10 @@ def register(
     an upper bound where optimisers may stop early): `bench run --dry-run` totals it. `needs`
     names trained artifacts (SILO's latent operator) whose identity joins each cell's key.
     `unsupported(op, hparams)` says why a degradation is out of the solver's scope (the plan
-    leaves those cells out and prints why), or None.
+    leaves those cells out and prints why), or None. `step_sizes` names the hyperparameters
+    that are step sizes (their official values assume the official number of steps), each with
+    its default tuning range as multiples of the official value: {"zeta": (0.1, 10, 5)} makes
+    `bench tune --grid auto` try zeta x 0.1, 0.316, 1, 3.16, 10 on every degradation.
     """
 
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -74,7 +81,12 @@ def register(
             cost=cost,
             needs=needs,
             unsupported=unsupported,
+            step_sizes=step_sizes or {},
         )
+        unknown = sorted(set(SOLVERS[name].step_sizes) - set(SOLVERS[name].defaults))
+        if unknown:
+            del SOLVERS[name]
+            raise ValueError(f"solver {name!r}: step_sizes {unknown} are not in its defaults")
         return fn
 
     return wrap

@@ -221,6 +221,7 @@ def resample_cost(hp: dict) -> dict[str, int]:
         "final_solve": True,
     },
     cost=resample_cost,
+    step_sizes={"dps_scale": (0.1, 10.0, 5)},
 )
 def resample(
     prior: Prior,

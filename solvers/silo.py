@@ -108,6 +108,7 @@ def bind_operator(operator: LatentOperator, op: Degradation) -> LatentOperator:
         "dec_fwd": 1,
     },
     needs=("latent_operator",),
+    step_sizes={"eta": (0.1, 10.0, 5)},
 )
 def silo(
     prior: Prior,

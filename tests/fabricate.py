@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 from PIL import Image
 
 from bench import weights
@@ -94,3 +96,17 @@ def fabricate_run(out: Path, rows: list[dict]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record))
     return out
+
+
+def fake_alexnet(path: Path) -> dict[str, torch.Tensor]:
+    """A RANDOM AlexNet state_dict at `path` (plumbing only): features random, the classifier
+    (unused by LPIPS) as stride-0 zeros so the file stays small."""
+    torch.manual_seed(0)
+    state = torchvision.models.alexnet(weights=None).state_dict()
+    state = {
+        k: v if k.startswith("features") else torch.zeros(1).expand(v.shape)
+        for k, v in state.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state

@@ -283,7 +283,20 @@ def test_a_sweep_records_the_missing_operator_command_then_uses_the_trained_one(
 
 def test_worker_processes_find_the_folders_through_the_environment(monkeypatch, tmp_path):
     folders = os.pathsep.join([str(tmp_path / "x"), str(tmp_path / "y")])
-    monkeypatch.setenv("LATENT_INVERSE_BENCH_OPERATORS", folders)
+    monkeypatch.setenv("LATENT_BENCH_OPERATORS", folders)
     assert active_operator_folders() == [tmp_path / "x", tmp_path / "y"]
     with using_operator_folders([tmp_path / "z"]):
         assert active_operator_folders() == [tmp_path / "z"]
+
+
+def test_the_former_operators_variable_still_works_with_a_warning(monkeypatch, tmp_path):
+    monkeypatch.delenv("LATENT_BENCH_OPERATORS", raising=False)
+    monkeypatch.setenv("LATENT_INVERSE_BENCH_OPERATORS", str(tmp_path / "old"))
+    with pytest.warns(
+        FutureWarning,
+        match=r"\$LATENT_INVERSE_BENCH_OPERATORS is deprecated.*"
+        r"\$LATENT_BENCH_OPERATORS",
+    ):
+        assert active_operator_folders() == [tmp_path / "old"]
+    monkeypatch.setenv("LATENT_BENCH_OPERATORS", str(tmp_path / "new"))
+    assert active_operator_folders() == [tmp_path / "new"]  # the new name wins

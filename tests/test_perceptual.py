@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 import scipy.linalg
 import torch
-import torchvision
-from fabricate import fabricate_run, go_offline, noisy, truth_image
+from fabricate import fabricate_run, fake_alexnet, go_offline, noisy, truth_image
 from PIL import Image
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
@@ -55,20 +54,6 @@ def images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     """Random images in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, size, size, generator=g) * 2 - 1
-
-
-def fake_alexnet(path: Path) -> dict[str, torch.Tensor]:
-    """A RANDOM AlexNet state_dict at `path` (plumbing only): features random, the classifier
-    (unused by LPIPS) as stride-0 zeros so the file stays small."""
-    torch.manual_seed(0)
-    state = torchvision.models.alexnet(weights=None).state_dict()
-    state = {
-        k: v if k.startswith("features") else torch.zeros(1).expand(v.shape)
-        for k, v in state.items()
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return state
 
 
 def hub_checkpoints(tmp_path: Path) -> Path:
@@ -164,9 +149,9 @@ def test_manifest_and_doctor_rows(tmp_path, monkeypatch):
 
 
 def test_doctor_command_prints_status_and_fixes(capsys):
-    weights.doctor_command()
+    assert weights.doctor_command() == 1  # nothing the default report needs is present
     out = capsys.readouterr().out.replace("\n", "")
-    assert "missing" in out and "curl -L -o alexnet-owt-7be5be79.pth" in out
+    assert "missing" in out and "`bench fetch-weights lpips-alex`" in out
 
 
 def fid_by_hand(real: np.ndarray, fake: np.ndarray) -> float:
@@ -321,3 +306,23 @@ def test_torchmetrics_inception_loads_the_weights_folder(tmp_path, monkeypatch):
     run = fabricate_run(tmp_path / "run", [{"image_id": "0000", "recon": truth_image("y")}])
     feats = source([run / "images" / "key0000.png"] * 2)
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+
+
+class NaNNet(TinyNet):
+    """TinyNet whose features are all NaN (what a corrupt weights file can produce)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * math.nan
+
+
+def test_non_finite_features_leave_fid_empty_instead_of_crashing(tmp_path):
+    rows = [
+        {"key": f"k{i}", "image_id": f"{i:04d}", "recon": noisy(truth_image(f"{i:04d}"), 20, i)}
+        for i in range(4)
+    ]
+    out = report_command(
+        [fabricate_run(tmp_path / "run", rows)], lpips=False, fid_features=NaNNet()
+    )
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.fid.isna().all() and summary.kid_x1e3.isna().all()
+    assert summary.fid_note.str.startswith("non-finite features").all()

@@ -242,7 +242,7 @@ def test_overview_is_solvers_by_degradations_with_the_best_bold(tmp_path):
     section = text.split("## Overview: PSNR, sigma=0.01 (prior gaussian, dataset d)\n")[1]
     lines = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| ")]
     assert lines[0] == "| solver | blur:sigma=3.0 | sr4:factor=4 |"
-    assert lines[2:] == ["| a | 25.50 | 20.50 |", "| b | — | **22.50** |"]
+    assert lines[2:] == ["| a | 25.50 | 20.50 |", "| b | -- | **22.50** |"]
     tex = (out / "summary.tex").read_text()
     table = next(t for t in _latex_tables(tex) if "Overview: PSNR" in t)
     assert r"a & 25.50 & 20.50 \\" in table and r"b & -- & \textbf{22.50} \\" in table
@@ -309,8 +309,39 @@ def test_missing_weights_leave_lpips_and_fid_empty_with_instructions(report):
         weights.WEIGHTS_ENV,
     ):
         assert text in report.err
-    assert "| missing |" in (report.out / "summary.md").read_text()
-    assert "alexnet-owt-7be5be79.pth" in (report.out / "summary.md").read_text()
+    assert "not downloaded (HF_HUB_OFFLINE=1)" in report.err  # tests run with it set
+
+
+def test_tables_keep_the_pretrained_metric_columns_with_a_footnote(report):
+    summary = pd.read_csv(report.out / "summary.csv")
+    assert {"lpips_alex_mean", "lpips_vgg_mean", "fid", "kid_x1e3"} <= set(summary.columns)
+    assert (
+        summary.missing_weights
+        == "lpips_alex: alexnet-owt-7be5be79.pth; lpips_vgg: vgg16-397923af.pth; "
+        "fid: weights-inception-2015-12-05-6726825d.pth; "
+        "kid_x1e3: weights-inception-2015-12-05-6726825d.pth"
+    ).all()
+    md = (report.out / "summary.md").read_text()
+    tex = (report.out / "summary.tex").read_text()
+    for sigma in ("0.01", "0.05"):
+        block = md.split(f"## sr4:factor=4, sigma={sigma} ")[1].split("\n## ")[0]
+        rows = [line.split(" | ") for line in block.splitlines() if line.startswith("| ")]
+        header = rows[0]
+        assert {"LPIPS-alex", "LPIPS-vgg", "FID", "KIDx1e3"} <= set(header)
+        for row in rows[2:]:
+            assert all(row[header.index(m)] == "--" for m in ("LPIPS-alex", "FID", "KIDx1e3"))
+        assert (
+            "-- (FID, KIDx1e3): not computed, weights-inception-2015-12-05-6726825d.pth is "
+            "missing; `bench fetch-weights fid-inception` installs it" in block
+        )
+        assert "`bench fetch-weights lpips-vgg`" in block
+    table = tex.split("sr4:factor=4, sigma=0.05")[1].split(r"\end{table}")[0]
+    header = table.split(r"\toprule")[1].split(r"\midrule")[0].strip().split(" & ")
+    first = table.split(r"\midrule")[1].splitlines()[1].split(" & ")
+    for label in ("LPIPS-A", "LPIPS-V", "FID", r"KID$\times 10^3$"):
+        (column,) = [i for i, h in enumerate(header) if h.startswith(label)]
+        assert first[column] == "--"
+    assert r"\texttt{bench fetch-weights lpips-alex} installs it" in table
 
 
 def test_compare_file_is_written(report):

@@ -12,15 +12,24 @@ from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
+from bench.fetch import fetch_missing, weights_used
 from bench.report.compare import compare as paired_compare
 from bench.report.compare import compare_filename, parse_pair
 from bench.report.frame import GROUP, Notes, add_image_metrics, load_frame, per_image_table
 from bench.report.latex import latex
 from bench.report.perceptual import SCORERS, empty_scores, set_scores
 from bench.report.plots import plot_all
-from bench.report.tables import METRICS, markdown, number, summarize, value
+from bench.report.tables import (
+    METRICS,
+    mark_missing_weights,
+    markdown,
+    number,
+    summarize,
+    value,
+)
 from bench.run_state import run_state
 from bench.store import records_dir
+from bench.weights import MANIFEST, report_keys
 
 SHOWN = ("psnr", "ssim", "lpips_alex", "fid", "runtime_s")
 
@@ -35,6 +44,7 @@ def report_command(
     *,
     fid_features: str | nn.Module | None = None,
     device: str | None = None,
+    offline: bool = False,
 ) -> Path:
     """Write per_image.csv, summary.{csv,md,tex}, plots/ (and compare_A_vs_B.csv) into `out`."""
     run_dirs = [Path(d) for d in run_dirs]
@@ -53,6 +63,13 @@ def report_command(
     frame = load_frame(run_dirs)
     if frame.empty:
         raise ValueError(f"no records in {', '.join(map(str, run_dirs))}")
+    keys = report_keys(
+        lpips=lpips, fid=fid, fid_backend=fid_backend, custom_features=fid_features is not None
+    )
+    for key, why in fetch_missing(keys, offline=offline, console=Console(stderr=True)).items():
+        notes.add(f"{MANIFEST[key].filename} {why}")
+    for line in weights_used(keys):
+        notes.add(line)
     frame = add_image_metrics(frame, lpips=lpips, device=device, notes=notes)
     if fid:
         scores = set_scores(
@@ -61,6 +78,7 @@ def report_command(
     else:
         scores = empty_scores(frame, "not computed (--no-fid)")
     summary = summarize(frame).merge(scores, on=GROUP, how="left")
+    summary = mark_missing_weights(summary, missing_weight_files(keys))
     comparison = paired_compare(frame, *pair) if pair else None
     per_image_table(frame).to_csv(out / "per_image.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
@@ -71,6 +89,17 @@ def report_command(
         comparison.to_csv(out / compare_filename(*pair), index=False)
     print_report(summary, comparison, notes, out)
     return out
+
+
+def missing_weight_files(keys: list[str]) -> dict[str, str]:
+    """{kept metric: its weight file} for the report's files that are still absent."""
+    metrics = {"lpips-alex": ["lpips_alex"], "lpips-vgg": ["lpips_vgg"]}
+    absent = [MANIFEST[k] for k in keys if MANIFEST[k].find() is None]
+    return {
+        name: entry.filename
+        for entry in absent
+        for name in metrics.get(entry.key, ["fid", "kid_x1e3"])
+    }
 
 
 def print_report(

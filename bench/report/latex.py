@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -10,6 +12,7 @@ from bench.report.tables import (
     best_rows,
     block_title,
     blocks,
+    footnotes,
     overview_title,
     overviews,
     shown,
@@ -48,7 +51,7 @@ def latex_cell(row: pd.Series, spec: MetricSpec, bold: bool) -> str:
 
 def latex_table(setting: dict, block: pd.DataFrame) -> str:
     """One table environment: solver rows, n (and failures if any), the metrics with values."""
-    specs = [s for s in shown(block, with_missing=False) if s.better is not None]
+    specs = [s for s in shown(block) if s.better is not None]
     with_failures = bool(block["n_failed"].sum())
     header = ["Method", "$n$", *(["fail"] if with_failures else []), *(s.latex for s in specs)]
     best = {
@@ -69,8 +72,15 @@ def latex_table(setting: dict, block: pd.DataFrame) -> str:
         cells += [str(int(row["n_failed"]))] if with_failures else []
         cells += [latex_cell(row, s, bool(best[s.name][i])) for s in specs]
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par{{\footnotesize {latex_note(note)}}}" for note in footnotes(block)]
+    lines.append(r"\end{table}")
     return "\n".join(lines)
+
+
+def latex_note(text: str) -> str:
+    """A footnote line: escaped, `code` set in typewriter type."""
+    return re.sub(r"`([^`]*)`", r"\\texttt{\1}", latex_escape(text))
 
 
 def overview_latex(setting: dict, spec: MetricSpec, table: pd.DataFrame) -> str:

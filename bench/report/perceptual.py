@@ -25,7 +25,10 @@ KID_MAX_SUBSET = 1000
 SEED = 123  # SILO's calc_batch.py seeds torch with 123 before FID/KID
 BATCH = 32
 INCEPTION_DIM = 2048
-FID_COLUMNS = ["fid", "kid_x1e3", "kid_x1e3_std", "fid_n", "fid_real_n", "fid_features", "fid_note"]
+FID_COLUMNS = [
+    *("fid", "kid_x1e3", "kid_x1e3_std", "fid_n", "fid_real_n", "kid_subset_size", "kid_subsets"),
+    *("fid_features", "fid_note"),
+]
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,16 @@ def set_scores(
         else:
             if truths not in reals:
                 reals[truths] = source(list(truths))
-            scores = SCORERS[backend](reals[truths], source(fakes), SEED)
+            real, fake = reals[truths], source(fakes)
+            finite = bool(torch.isfinite(real).all() and torch.isfinite(fake).all())
+            scores = (  # LAPACK crashes the process on NaN (a corrupt weights file, say)
+                SCORERS[backend](real, fake, SEED)
+                if finite
+                else SetScores.undefined("non-finite features: check the weights file")
+            )
+        subsets, size = (
+            kid_plan(len(truths), len(fakes)) if np.isfinite(scores.kid_x1e3) else (0, 0)
+        )
         rows.append(
             {
                 **dict(zip(GROUP, keys, strict=True)),
@@ -261,6 +273,8 @@ def set_scores(
                 "kid_x1e3_std": scores.kid_x1e3_std,
                 "fid_n": len(fakes),
                 "fid_real_n": len(truths),
+                "kid_subset_size": size or math.nan,
+                "kid_subsets": subsets or math.nan,
                 "fid_features": source.name if source else "",
                 "fid_note": scores.note,
             }

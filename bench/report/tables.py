@@ -11,6 +11,7 @@ import pandas as pd
 
 from bench.report.frame import BLOCK, CALL_COUNTS, FAILURES, GROUP, PER_IMAGE_METRICS, Notes
 from bench.report.stats import mean_std_ci
+from bench.weights import MANIFEST
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def blocks(summary: pd.DataFrame) -> Iterator[tuple[dict, pd.DataFrame]]:
         yield dict(zip(BLOCK, keys, strict=True)), block.reset_index(drop=True)
 
 
+KEPT = ("lpips_alex", "lpips_vgg", "fid", "kid_x1e3")  # columns every table keeps, "--" if empty
 OVERVIEW = ["prior", "dataset", "sigma_01"]  # an overview table: solvers x degradations
 OVERVIEW_METRICS = ("psnr", "ssim", "lpips_alex")
 
@@ -99,21 +101,63 @@ def value(row: pd.Series, spec: MetricSpec) -> float:
     return float(row.get(spec.name if spec.per_set else f"{spec.name}_mean", math.nan))
 
 
-def shown(block: pd.DataFrame, *, with_missing: bool) -> list[MetricSpec]:
-    """Metrics with a value in this block (and FID/KID noted as missing, when asked)."""
+def shown(block: pd.DataFrame) -> list[MetricSpec]:
+    """Metrics with a value in this block, and always the pretrained-network ones."""
     specs = []
     for spec in METRICS.values():
         values = block.apply(lambda r, s=spec: value(r, s), axis=1)
-        noted = spec.per_set and with_missing and fid_missing(block).any()
-        if values.notna().any() or noted:
+        if values.notna().any() or spec.name in KEPT:
             specs.append(spec)
     return specs
 
 
-def fid_missing(block: pd.DataFrame) -> pd.Series:
-    """Rows whose FID/KID is missing for want of weights (not merely undefined)."""
-    notes = block.get("fid_note", pd.Series("", index=block.index)).fillna("").astype(str)
-    return notes.str.startswith("missing")
+def missing_files(block: pd.DataFrame) -> dict[str, list[str]]:
+    """{weight file: labels of the metrics it left empty} over a block's `missing_weights`."""
+    found: dict[str, list[str]] = {}
+    for text in block.get("missing_weights", pd.Series(dtype=object)).dropna():
+        for item in filter(None, str(text).split("; ")):
+            name, _, file = item.partition(": ")
+            labels = found.setdefault(file, [])
+            if METRICS[name].label not in labels:
+                labels.append(METRICS[name].label)
+    return found
+
+
+def mark_missing_weights(summary: pd.DataFrame, missing: dict[str, str]) -> pd.DataFrame:
+    """Add `missing_weights` ('lpips_alex: <file>; fid: <file>'): for each row, the kept
+    metrics that are empty because `missing` (metric -> weight file) says their file is absent."""
+    summary = summary.copy()
+    summary["missing_weights"] = [
+        "; ".join(
+            f"{name}: {file}"
+            for name, file in missing.items()
+            if not np.isfinite(value(row, METRICS[name]))
+        )
+        for _, row in summary.iterrows()
+    ]
+    return summary
+
+
+def footnotes(block: pd.DataFrame) -> list[str]:
+    """What '--' means in this block (the missing files and their fetch command), and the n
+    per set and KID subset size of FID/KID."""
+    keys = {entry.filename: key for key, entry in MANIFEST.items()}
+    lines = [
+        f"-- ({', '.join(labels)}): not computed, {file} is missing; "
+        f"`bench fetch-weights {keys.get(file, '')}` installs it"
+        for file, labels in missing_files(block).items()
+    ]
+    scored = block[block.get("kid_subset_size", pd.Series(np.nan, index=block.index)).notna()]
+    sets = {
+        (int(r["fid_n"]), int(r["fid_real_n"]), int(r["kid_subset_size"]), int(r["kid_subsets"]))
+        for _, r in scored.iterrows()
+    }
+    for n, n_real, size, subsets in sorted(sets):
+        lines.append(
+            f"FID/KID: n = {n} reconstructions vs {n_real} ground truths per set; "
+            f"KID subset size {size} ({subsets} subset{'s' if subsets > 1 else ''})."
+        )
+    return lines
 
 
 def best_rows(values: pd.Series, better: str | None, digits: int) -> pd.Series:
@@ -131,8 +175,8 @@ def best_rows(values: pd.Series, better: str | None, digits: int) -> pd.Series:
 
 
 def number(x: float, digits: int) -> str:
-    """A fixed-point number, or an em dash for NaN."""
-    return "—" if not np.isfinite(x) else f"{x:.{digits}f}"
+    """A fixed-point number, or '--' for NaN."""
+    return "--" if not np.isfinite(x) else f"{x:.{digits}f}"
 
 
 def failures_text(row: pd.Series) -> str:
@@ -149,11 +193,11 @@ def block_title(setting: dict) -> str:
     )
 
 
-def markdown_cell(row: pd.Series, spec: MetricSpec, missing: bool) -> str:
-    """'mean ± ci' for per-image metrics; the value (or 'missing') for FID/KID."""
+def markdown_cell(row: pd.Series, spec: MetricSpec) -> str:
+    """'mean ± ci' for per-image metrics; the value for FID/KID; '--' when empty."""
     mean = value(row, spec)
     if spec.per_set:
-        return "missing" if missing and not np.isfinite(mean) else number(mean, spec.digits)
+        return number(mean, spec.digits)
     ci = float(row[f"{spec.name}_ci95"])
     text = number(mean, spec.digits)
     return f"{text} ± {number(ci, spec.digits)}" if np.isfinite(ci) else text
@@ -171,7 +215,7 @@ def markdown(summary: pd.DataFrame, notes: Notes) -> str:
         lines.append(f"FID/KID features: {'; '.join(features)}; n per set in summary.csv (fid_n).")
     for setting, spec, table in overviews(summary):
         lines += ["", f"## Overview: {overview_title(setting, spec)}", ""]
-        lines += [_md_row(["solver", *table.columns]), _md_row(["---"] * (len(table.columns) + 1))]
+        lines += [md_row(["solver", *table.columns]), md_row(["---"] * (len(table.columns) + 1))]
         best = {d: best_rows(table[d], spec.better, spec.digits) for d in table.columns}
         for solver, row in table.iterrows():
             cells = [
@@ -180,21 +224,22 @@ def markdown(summary: pd.DataFrame, notes: Notes) -> str:
                 else number(row[d], spec.digits)
                 for d in table.columns
             ]
-            lines.append(_md_row([solver, *cells]))
+            lines.append(md_row([solver, *cells]))
     for setting, block in blocks(summary):
-        specs = shown(block, with_missing=True)
-        missing = fid_missing(block)
+        specs = shown(block)
         header = ["solver", "n", "failed", *(s.label for s in specs)]
-        lines += ["", f"## {block_title(setting)}", "", _md_row(header)]
-        lines.append(_md_row(["---"] * len(header)))
-        for i, row in block.iterrows():
-            cells = [markdown_cell(row, s, bool(missing[i])) for s in specs]
-            lines.append(_md_row([row["solver_label"], str(row["n"]), failures_text(row), *cells]))
+        lines += ["", f"## {block_title(setting)}", "", md_row(header)]
+        lines.append(md_row(["---"] * len(header)))
+        for _, row in block.iterrows():
+            cells = [markdown_cell(row, s) for s in specs]
+            lines.append(md_row([row["solver_label"], str(row["n"]), failures_text(row), *cells]))
+        for line in footnotes(block):
+            lines += ["", line]
     if notes.lines:
         lines += ["", "## Notes", ""] + [f"- {line}".replace("\n", "\n  ") for line in notes.lines]
     return "\n".join(lines) + "\n"
 
 
-def _md_row(cells: list[str]) -> str:
+def md_row(cells: list[str]) -> str:
     """A Markdown table row, pipes in cells escaped."""
     return "| " + " | ".join(str(c).replace("|", r"\|") for c in cells) + " |"

@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from bench.priors.base import Prior
+from bench.settings import env_name, read_env
 from bench.sweep import canonical_spec
 from operators.base import Degradation
 from operators.latent.checkpoint import load_operator
@@ -16,7 +17,7 @@ from operators.latent.naming import VARIANT_ORDER, operator_filename, train_comm
 from operators.latent.operator import LearnedLatentOperator
 
 SHIPPED = Path(__file__).resolve().parent.parent / "shipped"
-FOLDERS_ENV = "LATENT_INVERSE_BENCH_OPERATORS"  # os.pathsep-separated; reaches worker processes
+FOLDERS_ENV = env_name("operators")  # os.pathsep-separated; reaches worker processes
 _folders: ContextVar[list[Path] | None] = ContextVar("operator_folders", default=None)
 _loaded: dict[tuple, tuple[LearnedLatentOperator, object]] = {}
 
@@ -44,11 +45,11 @@ def using_operator_folders(folders: list[Path] | None) -> Iterator[list[Path]]:
 
 
 def active_operator_folders() -> list[Path]:
-    """using_operator_folders' folders, else $LATENT_INVERSE_BENCH_OPERATORS, else defaults."""
+    """using_operator_folders' folders, else $LATENT_BENCH_OPERATORS, else defaults."""
     chosen = _folders.get()
     if chosen:
         return chosen
-    env = [Path(p) for p in os.environ.get(FOLDERS_ENV, "").split(os.pathsep) if p]
+    env = [Path(p) for p in (read_env(FOLDERS_ENV) or "").split(os.pathsep) if p]
     return env or default_operator_folders()
 
 
