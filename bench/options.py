@@ -34,7 +34,7 @@ class RunOptions:
     operators: list[str] = field(default_factory=list)
     force: bool = False
     retry_failed: bool = False
-    preset: str | None = None
+    preset: str | None = None  # its option values are merged by the CLI (bench.cli.merge_config)
     tuned: list[dict] = field(default_factory=list)  # chosen points (tuned.toml, `bench tune`)
 
     def spec(self) -> RunSpec:

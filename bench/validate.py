@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.store import records_dir, temp_path
 from bench.sweep import SolverChoice
 
-IMAGES_FORMS = "N >= 1 (the first N), a:b (a slice), or image ids / indices"
+IMAGES_FORMS = "N >= 1 (the first N), a:b (a slice), image ids / indices, or @list"
 
 
 def parse_sigmas(text: str) -> list[float]:
