@@ -21,6 +21,7 @@ class RunState:
     stale_claims: int = 0
     quarantined: int = 0
     planned: int | None = None  # cells of the last plan (config.json), when known
+    other_records: int = 0  # records of cells outside the last plan (an earlier sweep's)
 
     @property
     def done(self) -> int:
@@ -46,23 +47,30 @@ class RunState:
             parts.append(f"{self.stale_claims} stale claims (taken over by the next run)")
         if self.planned is not None:
             parts.append(f"{max(0, self.planned - self.done - self.claimed)} not started")
+        if self.other_records:
+            parts.append(f"{self.other_records} records of cells outside the last plan")
         if self.quarantined:
             parts.append(f"{self.quarantined} bad records in {quarantine_dir(self.out)}")
         return ", ".join(parts)
 
 
 def run_state(out: Path) -> RunState:
-    """Read a run folder's records, claims and config.json (bad records get quarantined)."""
+    """Read a run folder's records, claims and config.json (bad records get quarantined); with
+    the last plan's cell keys in config.json, cells are counted against that plan."""
     out = Path(out)
-    statuses = Counter(r["status"] for r in load_records(out))
+    records = load_records(out)
     claimed, stale = live_claims(out)
     quarantined = len(list(quarantine_dir(out).glob("*.json")))
-    planned = None
     try:
-        planned = json.loads((out / "config.json").read_text()).get("cells")
+        keys = json.loads((out / "config.json").read_text()).get("cell_keys")
     except (OSError, ValueError):
-        pass
-    return RunState(out, statuses, claimed, stale, quarantined, planned)
+        keys = None
+    planned = set(keys) if isinstance(keys, list) else None
+    mine = [r for r in records if planned is None or r.get("key") in planned]
+    statuses = Counter(r["status"] for r in mine)
+    other = len(records) - len(mine)
+    count = None if planned is None else len(planned)
+    return RunState(out, statuses, claimed, stale, quarantined, count, other)
 
 
 def failed_cells(out: Path, keys: list[str]) -> Counter:

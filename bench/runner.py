@@ -189,6 +189,7 @@ class Plan:
             "solvers": [asdict(s) for s in self.solvers],
             "images": sorted({c.image_id for c in self.cells}),
             "cells": len(self.cells),
+            "cell_keys": [c.key for c in self.cells],  # what `--status` counts against
             "skipped": [
                 {"solver": s, "degradation": d, "why": w} for (s, d), w in self.skipped.items()
             ],

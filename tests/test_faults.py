@@ -390,3 +390,14 @@ def test_status_counts_done_failed_and_claimed_without_running(tmp_path, referen
     )
     assert "0 not started" in result.output
     assert len(record_files(out)) == 3  # nothing ran
+
+
+def test_status_counts_against_the_last_plan_only(tmp_path):
+    out = tmp_path / "run"
+    assert bench("run", *FAST, "--out", out, "--images", "2").exit_code == 0  # 4 cells
+    narrower = [a if a != "sr4,inpaint" else "sr4" for a in FAST]
+    assert bench("run", *narrower, "--out", out, "--images", "1").exit_code == 0  # 1 of them
+    result = bench("run", "--status", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 cells done (1 ok, 0 failed)" in result.output
+    assert "3 records of cells outside the last plan" in result.output
