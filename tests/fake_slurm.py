@@ -4,8 +4,9 @@
 "Submitted batch job <id>" and runs the array tasks of it here in the background, `%P` at a
 time, with the SLURM_* variables a real task sees; `sacct` reports their states.
 FAKE_SLURM_KILL="TASK:N:STATE" stops array task TASK once FAKE_SLURM_WATCH holds N files:
-NODE_FAIL with SIGKILL, PREEMPTED with SIGTERM then SIGKILL, TIMEOUT with SIGUSR2 (submitit's
-warning signal), SIGTERM, then SIGKILL, as SLURM does.
+NODE_FAIL with SIGKILL, TIMEOUT with SIGUSR2 (submitit's warning signal), SIGTERM, then
+SIGKILL, as SLURM does; PREEMPTED with SIGTERM then SIGKILL, after which the task is requeued
+and runs again (SLURM's PreemptMode=REQUEUE).
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def run_array(script: str, parallel: int, tasks: list[str]) -> int:
     """Run the tasks ('<job>_<index>' of an array, or '<job>') of `script`, `parallel` at a
     time, as SLURM would start them."""
     cpus = re.search(r"^#SBATCH --cpus-per-task=(\d+)$", Path(script).read_text(), flags=re.M)
-    running: list[tuple[str, subprocess.Popen]] = []
+    running: list[tuple[str, dict, subprocess.Popen]] = []
     for number, task in enumerate(tasks):
-        while sum(proc.poll() is None for _, proc in running) >= parallel:
+        while sum(proc.poll() is None for *_, proc in running) >= parallel:
             time.sleep(0.05)
         job_id, _, index = task.partition("_")
         array = {"SLURM_ARRAY_JOB_ID": job_id, "SLURM_ARRAY_TASK_ID": index} if index else {}
@@ -69,9 +70,14 @@ def run_array(script: str, parallel: int, tasks: list[str]) -> int:
             "SLURM_CPUS_PER_TASK": cpus.group(1) if cpus else "1",
         }
         set_state(task, "RUNNING")
-        running.append((task, subprocess.Popen(["bash", script], env=env)))
-    for task, proc in running:
+        running.append((task, env, subprocess.Popen(["bash", script], env=env)))
+    for task, env, proc in running:
         proc.wait()
+        if state_of(task) == "PREEMPTED":  # requeued: the same task runs again, unharmed
+            set_state(task, "RUNNING")
+            env.pop("FAKE_SLURM_KILL")
+            proc = subprocess.Popen(["bash", script], env=env)
+            proc.wait()
         if state_of(task) == "RUNNING":  # a kill recorded its own state
             set_state(task, "COMPLETED" if proc.returncode == 0 else "FAILED")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -178,9 +179,7 @@ def test_slurm_sweep_matches_one_process(tmp_path, fake_slurm, one_process):
     assert set(frame.env_executor) == {"submitit:slurm"} and set(frame.env_threads) == {2}
 
 
-@pytest.mark.parametrize(
-    "state", ["NODE_FAIL", pytest.param("TIMEOUT", marks=pytest.mark.slow), "PREEMPTED"]
-)
+@pytest.mark.parametrize("state", ["NODE_FAIL", pytest.param("TIMEOUT", marks=pytest.mark.slow)])
 def test_a_killed_array_task_resumes_on_resubmission(
     tmp_path, fake_slurm, monkeypatch, one_process, state
 ):
@@ -198,7 +197,20 @@ def test_a_killed_array_task_resumes_on_resubmission(
     assert f"16 cells, {done} already done, {16 - done} to run" in result.output
     pd.testing.assert_frame_equal(one_process, table(out))
     assert len(list(fake_slurm.glob("*.sh"))) == 2
-    assert "1 of 2" not in result.output
+
+
+def test_a_preempted_task_is_requeued_and_skips_what_it_finished(
+    tmp_path, fake_slurm, monkeypatch, one_process
+):
+    out = tmp_path / "run"
+    monkeypatch.setenv("FAKE_SLURM_KILL", "0:2:PREEMPTED")
+    monkeypatch.setenv("FAKE_SLURM_WATCH", str(out / "records"))
+    args = ("--executor", "submitit", "--slurm", "slurm_array_parallelism=1")
+    bench("run", *SWEEP, "--out", str(out), *args)
+    pd.testing.assert_frame_equal(one_process, table(out))
+    (log,) = (out / "submitit").glob("*_0_0_log.out")  # array task 0, both attempts
+    skipped = re.search(r"skipping (\d+) cells recorded by an earlier attempt", log.read_text())
+    assert skipped and 2 <= int(skipped.group(1)) < 8
 
 
 def test_submitit_local_cluster_matches_one_process_and_splits_the_cores(tmp_path, one_process):
@@ -217,11 +229,13 @@ def test_ray_workers_that_cannot_see_out_still_give_the_full_csv(
     """Workers start in another folder, so a relative --out names a different place for them:
     their records travel back to the driver, which writes them (records, PNGs, CSV)."""
     ray = pytest.importorskip("ray")
+    from bench.ray_tasks import default_runtime_env
+
     worker_home, driver_home = tmp_path / "worker", tmp_path / "driver"
     worker_home.mkdir()
     driver_home.mkdir()
     monkeypatch.chdir(worker_home)  # Ray's worker processes inherit this folder
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env=default_runtime_env())
     try:
         assert ray.get(ray.remote(lambda: os.getcwd()).remote()) == str(worker_home)
         monkeypatch.chdir(driver_home)
