@@ -220,7 +220,7 @@ def run(
     ray: list[str] = typer.Option(
         [],
         help="Ray parameters: address=auto, num_cpus=N, num_gpus=N (per task), "
-        "runtime_env=JSON (default: ship this checkout's code)",
+        "runtime_env=JSON (merged into the default, which ships this checkout's code)",
     ),
 ) -> None:
     """Sweep solvers x degradations x sigmas x seeds x images; resumable."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -22,6 +23,7 @@ from bench.options import RunOptions
 from bench.runner import build_context, network_passes
 from bench.runspec import RunSpec
 from bench.slurm import PASS_SECONDS
+from bench.store import record_path
 from bench.sweep import Cell
 
 IMAGES_PER_SHARD = 8  # at least; a shard is also never smaller than one batch
@@ -70,12 +72,28 @@ def run_shard(spec: RunSpec, cells: list[Cell], batch: int = 1) -> int:
     return len(run_cells(worker_context(spec), cells, batch=batch))
 
 
-def run_shards(spec: RunSpec, shards: list[list[Cell]], batch: int, threads: int) -> int:
-    """One submitit job: its shards in turn with `threads` torch threads; records written."""
+def run_shards(
+    spec: RunSpec, shards: list[list[Cell]], batch: int, threads: int, submitted_at: float
+) -> int:
+    """One submitit job: its shards in turn with `threads` torch threads; records written.
+
+    A task that SLURM requeues (after a preemption) starts again from the top: the cells
+    recorded since `submitted_at` (by its earlier attempt) are skipped, not solved twice.
+    """
     import torch
 
     torch.set_num_threads(threads)
-    return sum(run_shard(spec, shard, batch) for shard in shards)
+    todo = [[c for c in shard if not recorded_since(spec.out, c, submitted_at)] for shard in shards]
+    skipped = sum(map(len, shards)) - sum(map(len, todo))
+    if skipped:
+        print(f"skipping {skipped} cells recorded by an earlier attempt of this job", flush=True)
+    return sum(run_shard(spec, shard, batch) for shard in todo if shard)
+
+
+def recorded_since(out: Path, cell: Cell, since: float) -> bool:
+    """Whether the cell has a record written at or after `since` (a time.time() value)."""
+    path = record_path(out, cell.key)
+    return path.exists() and path.stat().st_mtime >= since
 
 
 def _init_worker(devices: list[str], counter, cpu_threads: int) -> None:
@@ -131,7 +149,7 @@ def run_submitit(
     spec = replace(spec, executor=label)
     yield from run_job_array(
         run_shards,
-        [(spec, job, batch, threads) for job in jobs],
+        [(spec, job, batch, threads, time.time()) for job in jobs],
         setup=setup,
         folder=Path(options.out) / "submitit",
     )

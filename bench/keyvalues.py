@@ -42,6 +42,8 @@ def convert(text: str, annotation: object) -> object:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         members = [a for a in args if a is not type(None)]
+        if len(members) == 1:  # Optional[X]: X's own message
+            return convert(text, members[0])
         for member in members:
             try:
                 return convert(text, member)

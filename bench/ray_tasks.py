@@ -17,7 +17,7 @@ RAY_PARAMETERS: dict[str, object] = {
     "address": str,  # auto (a running cluster), ray://head:10001, or unset (a local Ray)
     "num_cpus": int,  # per task (= its torch threads), default 1
     "num_gpus": float,  # per task, default 1 with --device cuda, else 0
-    "runtime_env": dict,  # default: ship this checkout's bench, solvers, operators
+    "runtime_env": dict,  # merged into default_runtime_env() when this command starts Ray
 }
 
 
@@ -79,13 +79,12 @@ def run_ray(
     parameters = typed_items(items, RAY_PARAMETERS, "--ray")
     cpus = parameters.get("num_cpus", 1)
     gpus = parameters.get("num_gpus", 1 if spec.device.startswith("cuda") else 0)
-    runtime_env = parameters.get("runtime_env", default_runtime_env())
-    if not ray.is_initialized():
-        ray.init(address=parameters.get("address"), include_dashboard=False)
+    if not ray.is_initialized():  # else (a notebook's Ray) its own runtime_env applies
+        runtime_env = {**default_runtime_env(), **parameters.get("runtime_env", {})}
+        address = parameters.get("address")
+        ray.init(address=address, runtime_env=runtime_env, include_dashboard=False)
     spec = replace(spec, executor=f"ray (num_cpus={cpus}, num_gpus={gpus:g} per task)")
     task = ray.remote(num_cpus=cpus, num_gpus=gpus)(solve_shard)
-    if runtime_env:
-        task = task.options(runtime_env=runtime_env)
     pending = [task.remote(spec, shard, batch, cpus) for shard in shards]
     try:
         while pending:

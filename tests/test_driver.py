@@ -215,20 +215,6 @@ def test_submitit_debug_executor(tmp_path):
     assert len(records(tmp_path)) == 12
 
 
-def test_ray_executor_matches_a_single_process(tmp_path):
-    ray = pytest.importorskip("ray")
-    bench("run", *SWEEP, "--out", str(tmp_path / "one"))
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        bench("run", *SWEEP, "--out", str(tmp_path / "ray"), "--executor", "ray")
-    finally:
-        ray.shutdown()
-    pd.testing.assert_frame_equal(
-        stable(pd.read_csv(tmp_path / "one" / "per_image.csv")),
-        stable(pd.read_csv(tmp_path / "ray" / "per_image.csv")),
-    )
-
-
 def test_executor_mistakes_are_clear_errors(tmp_path):
     result = runner.invoke(app, ["run", *SWEEP, "--out", str(tmp_path), "--executor", "dask"])
     assert result.exit_code == 2 and "valid: local, submitit, ray" in result.output
