@@ -393,6 +393,51 @@ def train_operator(
 
 
 @app.command()
+def profile(
+    arch: str = typer.Option("sd15", help="sd15 | sd21-base | embedded | a diffusers folder"),
+    size: int | None = typer.Option(None, help="image size (default: the architecture's)"),
+    solvers: str = typer.Option("silo,ldps,psld,gml-dps", help="solvers to time"),
+    deg: str = typer.Option("sr4", help="degradation spec the solvers run"),
+    sigma: float = typer.Option(0.01, help="noise std on the [0,1] scale"),
+    device: str = typer.Option("cpu", help="torch device"),
+    precision: str = typer.Option("fp32", help="fp32 (TF32 off) | tf32 | bf16"),
+    batch: str = typer.Option("1", help="batch sizes, comma-separated, e.g. 1,4,8"),
+    steps: int = typer.Option(2, help="solver steps timed through the real solver code"),
+    warmup_steps: int = typer.Option(1, help="untimed solver steps before them"),
+    repeats: int = typer.Option(3, help="timed calls of each network pass alone (fastest)"),
+    solve_repeats: int = typer.Option(1, help="timed solves of each solver (fastest)"),
+    out: str = typer.Option("runs/profile", help="folder for profile.{csv,md,tex} and plots"),
+) -> None:
+    """Runtime without weights: random-weight networks, each call alone and inside the solvers."""
+    from bench.profile.command import ProfileOptions, profile_command
+
+    options = ProfileOptions(**{k: v for k, v in locals().items() if k in PROFILE_OPTIONS})
+    try:
+        paths = profile_command(options, lambda line: console.print(line, highlight=False))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    _out_console().print(paths[2].read_text(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"written: {', '.join(str(p) for p in paths)}")
+
+
+PROFILE_OPTIONS = (
+    "arch",
+    "size",
+    "solvers",
+    "deg",
+    "sigma",
+    "device",
+    "precision",
+    "batch",
+    "steps",
+    "warmup_steps",
+    "repeats",
+    "solve_repeats",
+    "out",
+)
+
+
+@app.command()
 def doctor() -> None:
     """List every weight file and model the tool can use: found or missing, where, and how."""
     from bench.weights import doctor_command

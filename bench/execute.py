@@ -20,7 +20,7 @@ from bench.priors.base import Prior
 from bench.seeding import generator_for
 from bench.store import write_record
 from bench.sweep import Cell
-from bench.timing import environment, timed
+from bench.timing import Timing, environment, timed
 from operators import build_degradation, measure
 from operators.base import Degradation
 from solvers import SolverDiverged, get_solver
@@ -133,6 +133,23 @@ def warmup_hparams(hparams: dict) -> dict:
     }
 
 
+def timed_solve(
+    solve: Callable[..., torch.Tensor],
+    prior: Prior,
+    op: Degradation,
+    y: torch.Tensor,
+    generators: list[torch.Generator],
+    sigma_pm1: float,
+    hparams: dict,
+) -> tuple[torch.Tensor, Timing, dict[str, int]]:
+    """One synchronized, counted solve y -> x_hat: the result, its timing and its call counts."""
+    with counting() as counts, timed(prior.device) as timing:
+        x_hat = solve(
+            CountedPrior(prior), op, y, generator=generators, sigma_pm1=sigma_pm1, **hparams
+        )
+    return x_hat, timing, {name: counts[name] for name in CALL_COUNT_COLUMNS}
+
+
 def solve_batch(ctx: RunContext, cells: list[Cell], x: torch.Tensor) -> list[dict]:
     """One batched, timed, counted solve of cells that share a group; one record per cell."""
     prior, head = ctx.prior, cells[0]
@@ -151,17 +168,9 @@ def solve_batch(ctx: RunContext, cells: list[Cell], x: torch.Tensor) -> list[dic
         )
         ctx.warmed.add(head.solver)
     generators = [solver_generator(c) for c in cells]
-    with counting() as counts, timed(prior.device) as timing:
-        x_hat = solve(
-            CountedPrior(prior),
-            op,
-            y,
-            generator=generators,
-            sigma_pm1=head.sigma_pm1,
-            **head.hparams,
-            **extra,
-        )
-    costs = {name: counts[name] for name in CALL_COUNT_COLUMNS}
+    x_hat, timing, costs = timed_solve(
+        solve, prior, op, y, generators, head.sigma_pm1, {**head.hparams, **extra}
+    )
     with torch.no_grad():
         op_x_hat, op_x = op.forward(x_hat), op.forward(x)
         up = op.upsample_for_encoding
