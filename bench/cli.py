@@ -225,8 +225,12 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
     )
 
     from bench.executors import run_local, run_ray, run_submitit, shard_cells
+    from bench.progress import ProgressLines
 
     means: dict[tuple[str, str], list[float]] = defaultdict(list)
+    lines = None
+    if not console.is_terminal:  # a log file: plain lines instead of a live bar
+        lines = ProgressLines(len(plan.todo), _plain_line)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -247,10 +251,20 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
             )
             progress.update(task, advance=1, description=summary)
 
+        def on_batch(records: list[dict]) -> None:
+            if lines is not None:
+                lines.finished(len(records), progress.tasks[task].description)
+
         if options.executor == "local" and options.workers == 1:
             from bench.execute import run_cells
 
-            run_cells(plan.context, plan.todo, batch=options.batch, on_record=on_record)
+            run_cells(
+                plan.context,
+                plan.todo,
+                batch=options.batch,
+                on_record=on_record,
+                on_batch=on_batch,
+            )
             return
         shards = shard_cells(plan.todo, max(options.batch, 8))
         spec = options.spec()
@@ -278,6 +292,12 @@ def _execute(plan, options: RunOptions, executor_params: dict[str, list[str]]) -
             results = run_ray(spec, shards, batch=options.batch, parameters=parameters)
         for count in results:
             progress.update(task, advance=count)
+            if lines is not None:
+                lines.finished(count)
+
+
+def _plain_line(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_summary(csv: Path) -> None:

@@ -218,18 +218,23 @@ def run_cells(
     *,
     batch: int = 1,
     on_record: Callable[[dict], None] | None = None,
+    on_batch: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
-    """Run cells in batches of one group; every record is written as soon as its batch ends."""
+    """Run cells in batches of one group; every record is written as soon as its batch ends
+    (on_record per record, then on_batch with the batch's records)."""
     done: list[dict] = []
     ordered = sorted(cells, key=lambda c: (c.group, c.image_id))
     for _, group in groupby(ordered, key=lambda c: c.group):
         group = list(group)
         for start in range(0, len(group), batch):
-            for record in run_chunk(ctx, group[start : start + batch]):
+            chunk = run_chunk(ctx, group[start : start + batch])
+            for record in chunk:
                 write_record(ctx.out, record)
                 done.append(record)
                 if on_record:
                     on_record(record)
+            if on_batch:
+                on_batch(chunk)
     return done
 
 

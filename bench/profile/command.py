@@ -14,6 +14,7 @@ import torch
 from bench.profile.measure import (
     CallTime,
     SolveTime,
+    count_flops,
     generators,
     network_calls,
     time_call,
@@ -128,6 +129,8 @@ def profile_command(options: ProfileOptions, log: Callable[[str], None]) -> list
     size = options.size or native_size(options.arch)
     start = time.perf_counter()
     prior = profile_prior(options.arch, size, options.device, dtype)
+    # FLOPs are counted on a twin with "meta" tensors: shapes only, no arithmetic
+    twin = prior if options.arch == "embedded" else profile_prior(options.arch, size, "meta", dtype)
     template = build_degradation(options.deg, prior.image_size)
     task = options.deg.split(":")[0]
     sigma_pm1 = sigma_01_to_pm1(options.sigma)
@@ -143,8 +146,10 @@ def profile_command(options: ProfileOptions, log: Callable[[str], None]) -> list
         op = template.seeded(generators(batch))
         operator = profile_operator(prior, op)
         seconds, cpu, flops = {}, {}, {}
+        twin_calls = network_calls(twin, profile_operator(twin, op), batch, sigma_pm1)
         for (network, passes), call in network_calls(prior, operator, batch, sigma_pm1).items():
-            timing = time_call(network, passes, call, batch, prior.device, options.repeats)
+            count = count_flops(twin_calls[(network, passes)])
+            timing = time_call(network, passes, call, batch, prior.device, options.repeats, count)
             call_times.append(timing)
             seconds[(network, passes)] = timing.seconds
             cpu[(network, passes)] = timing.cpu_seconds

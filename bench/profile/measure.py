@@ -120,10 +120,15 @@ def timings(call: Call, device: torch.device, repeats: int) -> list[Timing]:
 
 
 def time_call(
-    network: str, passes: str, call: Call, batch: int, device: torch.device, repeats: int
+    network: str,
+    passes: str,
+    call: Call,
+    batch: int,
+    device: torch.device,
+    repeats: int,
+    flops: int,
 ) -> CallTime:
-    """One network pass alone: FLOPs, then `repeats` timed calls."""
-    flops = count_flops(call)
+    """One network pass alone: `repeats` timed calls (its FLOPs counted beforehand)."""
     runs = timings(call, device, repeats)
     seconds = [r.seconds for r in runs]
     cpu = min(r.cpu_seconds for r in runs)

@@ -60,13 +60,14 @@ def profile_prior(arch: str, size: int, device: str, dtype: torch.dtype, seed: i
         raise ValueError(f"--size must be a multiple of {8 * factor} for {arch!r}, got {size}")
     torch.manual_seed(seed)
     unet_config = UNet2DConditionModel.load_config(folder / "unet")
-    unet = UNet2DConditionModel.from_config({**unet_config, "sample_size": size // factor})
-    vae = AutoencoderKL.from_config({**vae_config, "sample_size": size})
-    prompt = PromptEmbedding(PROMPT_TOKENS, unet.config.cross_attention_dim)
-    torch.nn.init.normal_(prompt.embedding)
-    return RandomWeightsPrior(
-        unet.to(device, dtype), vae.to(device, dtype), prompt.to(device, dtype), name=arch
-    )
+    with torch.device(device):  # built in place: on "meta" without memory (FLOP counting)
+        unet = UNet2DConditionModel.from_config({**unet_config, "sample_size": size // factor})
+        vae = AutoencoderKL.from_config({**vae_config, "sample_size": size})
+        prompt = PromptEmbedding(PROMPT_TOKENS, unet.config.cross_attention_dim)
+        torch.nn.init.normal_(prompt.embedding)
+    if dtype != torch.float32:
+        unet, vae, prompt = unet.to(dtype), vae.to(dtype), prompt.to(dtype)
+    return RandomWeightsPrior(unet, vae, prompt, name=arch)
 
 
 def profile_operator(prior: Prior, op: Degradation) -> LearnedLatentOperator:
@@ -77,5 +78,6 @@ def profile_operator(prior: Prior, op: Degradation) -> LearnedLatentOperator:
         return resolve_trained_operator(prior, op)
     from operators.latent.factory import build_network, network_architecture
 
-    net = build_network(network_architecture(OPERATOR_VARIANT, prior, op), prior)
-    return LearnedLatentOperator(net.to(prior.device, prior.dtype)).bind(op)
+    with torch.device(prior.device):
+        net = build_network(network_architecture(OPERATOR_VARIANT, prior, op), prior)
+    return LearnedLatentOperator(net.to(prior.dtype)).bind(op)
