@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from dataclasses import fields
 from pathlib import Path
@@ -43,8 +42,10 @@ def main(
 
 
 def _out_console() -> Console:
-    """stdout console, wide enough for tables when not a terminal."""
-    return Console(width=None if sys.stdout.isatty() else 200)
+    """stdout console; into a pipe, wide enough that no table is cut."""
+    from bench.console import output_console
+
+    return output_console()
 
 
 @app.command("list")

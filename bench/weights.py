@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch.hub
-from rich.console import Console
 from rich.table import Table
+
+from bench.console import output_console
 
 WEIGHTS_ENV = "LATENT_BENCH_WEIGHTS"
 # clean-fid hard-codes this folder for its TorchScript Inception (cleanfid/features.py).
@@ -228,7 +229,7 @@ def doctor_rows() -> list[dict]:
 
 def doctor_command() -> None:
     """Print which pretrained files and models are present, and how to get the missing ones."""
-    out = Console()
+    out = output_console()
     table = Table("what", "file", "used by", "status", "path")
     colour = {"found": "green", "missing": "red", "partial": "yellow"}
     rows = doctor_rows()

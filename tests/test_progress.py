@@ -1,4 +1,4 @@
-"""Plain progress lines when the output is a log, not a terminal."""
+"""Output into logs and pipes: plain progress lines, tables never cut to 80 columns."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ def test_a_run_into_a_pipe_prints_one_line_per_batch(tmp_path):
     progress = [ln for ln in result.output.splitlines() if re.match(r"\d+/3 cells", ln)]
     assert [ln.split()[0] for ln in progress] == ["2/3", "3/3"]  # batches of 2 and 1
     assert all("ETA" in ln and "ldps psnr" in ln for ln in progress)
+
+
+def test_tables_into_a_pipe_are_not_cut_at_80_columns():
+    from solvers import SOLVERS
+
+    result = CliRunner().invoke(app, ["list"], catch_exceptions=False)
+    assert result.exit_code == 0
+    for spec in SOLVERS.values():  # whole descriptions, each on one line
+        assert spec.description in result.output
+    assert "…" not in result.output
