@@ -434,7 +434,7 @@ def profile(
 
     options = ProfileOptions(**{k: v for k, v in locals().items() if k in PROFILE_OPTIONS})
     try:
-        paths = profile_command(options, lambda line: console.print(line, highlight=False))
+        paths = profile_command(options, _plain_line)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     _out_console().print(paths[2].read_text(), markup=False, highlight=False, soft_wrap=True)
