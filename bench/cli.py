@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from dataclasses import fields, replace
 from pathlib import Path
@@ -51,8 +50,10 @@ def main(
 
 
 def _out_console() -> Console:
-    """stdout console, wide enough for tables when not a terminal."""
-    return Console(width=None if sys.stdout.isatty() else 200)
+    """stdout console; into a pipe, wide enough that no table is cut."""
+    from bench.console import output_console
+
+    return output_console()
 
 
 @app.command("list")
@@ -326,8 +327,12 @@ def _execute(plan, options: RunOptions, cluster: ClusterOptions) -> None:
     )
 
     from bench.executors import run_on_executor
+    from bench.progress import ProgressLines
 
     means: dict[tuple[str, str], list[float]] = defaultdict(list)
+    lines = None
+    if not console.is_terminal:  # a log file: plain lines instead of a live bar
+        lines = ProgressLines(len(plan.todo), _plain_line)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -348,14 +353,30 @@ def _execute(plan, options: RunOptions, cluster: ClusterOptions) -> None:
             )
             progress.update(task, advance=1, description=summary)
 
+        def on_batch(records: list[dict]) -> None:
+            if lines is not None:
+                lines.finished(len(records), progress.tasks[task].description)
+
         if options.executor == "local" and options.workers == 1:
             from bench.execute import run_cells
 
-            run_cells(plan.context, plan.todo, batch=options.batch, on_record=on_record)
+            run_cells(
+                plan.context,
+                plan.todo,
+                batch=options.batch,
+                on_record=on_record,
+                on_batch=on_batch,
+            )
             return
         results = run_on_executor(options, plan.todo, cluster)
         for count in results:
             progress.update(task, advance=count)
+            if lines is not None:
+                lines.finished(count)
+
+
+def _plain_line(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_summary(csv: Path) -> None:
@@ -561,6 +582,51 @@ def import_operator(
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     console.print(f"operator imported: {path}")
+
+
+@app.command()
+def profile(
+    arch: str = typer.Option("sd15", help="sd15 | sd21-base | embedded | a diffusers folder"),
+    size: int | None = typer.Option(None, help="image size (default: the architecture's)"),
+    solvers: str = typer.Option("silo,ldps,psld,gml-dps", help="solvers to time"),
+    deg: str = typer.Option("sr4", help="degradation spec the solvers run"),
+    sigma: float = typer.Option(0.01, help="noise std on the [0,1] scale"),
+    device: str = typer.Option("cpu", help="torch device"),
+    precision: str = typer.Option("fp32", help="fp32 (TF32 off) | tf32 | bf16"),
+    batch: str = typer.Option("1", help="batch sizes, comma-separated, e.g. 1,4,8"),
+    steps: int = typer.Option(2, help="solver steps timed through the real solver code"),
+    warmup_steps: int = typer.Option(1, help="untimed solver steps before them"),
+    repeats: int = typer.Option(3, help="timed calls of each network pass alone (fastest)"),
+    solve_repeats: int = typer.Option(1, help="timed solves of each solver (fastest)"),
+    out: str = typer.Option("runs/profile", help="folder for profile.{csv,md,tex} and plots"),
+) -> None:
+    """Runtime without weights: random-weight networks, each call alone and inside the solvers."""
+    from bench.profile.command import ProfileOptions, profile_command
+
+    options = ProfileOptions(**{k: v for k, v in locals().items() if k in PROFILE_OPTIONS})
+    try:
+        paths = profile_command(options, _plain_line)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    _out_console().print(paths[2].read_text(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"written: {', '.join(str(p) for p in paths)}")
+
+
+PROFILE_OPTIONS = (
+    "arch",
+    "size",
+    "solvers",
+    "deg",
+    "sigma",
+    "device",
+    "precision",
+    "batch",
+    "steps",
+    "warmup_steps",
+    "repeats",
+    "solve_repeats",
+    "out",
+)
 
 
 @app.command()

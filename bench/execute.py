@@ -22,7 +22,7 @@ from bench.priors.base import Prior
 from bench.seeding import generator_for
 from bench.store import record_mtime, write_record
 from bench.sweep import Cell
-from bench.timing import environment, timed
+from bench.timing import Timing, environment, timed
 from operators import build_degradation, measure
 from operators.base import Degradation
 from solvers import SolverDiverged, get_solver
@@ -137,6 +137,23 @@ def warmup_hparams(hparams: dict) -> dict:
     }
 
 
+def timed_solve(
+    solve: Callable[..., torch.Tensor],
+    prior: Prior,
+    op: Degradation,
+    y: torch.Tensor,
+    generators: list[torch.Generator],
+    sigma_pm1: float,
+    hparams: dict,
+) -> tuple[torch.Tensor, Timing, dict[str, int]]:
+    """One synchronized, counted solve y -> x_hat: the result, its timing and its call counts."""
+    with counting() as counts, timed(prior.device) as timing:
+        x_hat = solve(
+            CountedPrior(prior), op, y, generator=generators, sigma_pm1=sigma_pm1, **hparams
+        )
+    return x_hat, timing, {name: counts[name] for name in CALL_COUNT_COLUMNS}
+
+
 def solve_batch(ctx: RunContext, cells: list[Cell], x: torch.Tensor) -> list[dict]:
     """One batched, timed, counted solve of cells that share a group; one record per cell."""
     prior, head = ctx.prior, cells[0]
@@ -155,17 +172,9 @@ def solve_batch(ctx: RunContext, cells: list[Cell], x: torch.Tensor) -> list[dic
         )
         ctx.warmed.add(head.solver)
     generators = [solver_generator(c) for c in cells]
-    with counting() as counts, timed(prior.device) as timing:
-        x_hat = solve(
-            CountedPrior(prior),
-            op,
-            y,
-            generator=generators,
-            sigma_pm1=head.sigma_pm1,
-            **head.hparams,
-            **extra,
-        )
-    costs = {name: counts[name] for name in CALL_COUNT_COLUMNS}
+    x_hat, timing, costs = timed_solve(
+        solve, prior, op, y, generators, head.sigma_pm1, {**head.hparams, **extra}
+    )
     with torch.no_grad():
         op_x_hat, op_x = op.forward(x_hat), op.forward(x)
         up = op.upsample_for_encoding
@@ -213,9 +222,11 @@ def run_cells(
     *,
     batch: int = 1,
     on_record: Callable[[dict], None] | None = None,
+    on_batch: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
-    """Run cells in batches of one group; every record is written as soon as its batch ends.
-    Each batch's cells are claimed first, so processes sharing the run folder split the work."""
+    """Run cells in batches of one group; every record is written as soon as its batch ends
+    (on_record per record, then on_batch with the batch's records). Each batch's cells are
+    claimed first, so processes sharing the run folder split the work."""
     done: list[dict] = []
     ordered = sorted(cells, key=lambda c: (c.group, c.image_id))
     for _, group in groupby(ordered, key=lambda c: c.group):
@@ -223,7 +234,8 @@ def run_cells(
         for start in range(0, len(group), batch):
             mine = claim_cells(ctx, group[start : start + batch])
             try:
-                for record in run_chunk(ctx, mine) if mine else []:
+                chunk = run_chunk(ctx, mine) if mine else []
+                for record in chunk:
                     write_record(ctx.out, record)
                     done.append(record)
                     if on_record:
@@ -231,6 +243,8 @@ def run_cells(
             finally:
                 for cell in mine:
                     release(ctx.out, cell.key)
+            if on_batch and chunk:
+                on_batch(chunk)
     return done
 
 

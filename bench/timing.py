@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,37 +37,40 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux: VmHWM); False where unsupported.
+
+    The kernel keeps the peak, so a solve's CPU peak memory costs nothing while it runs (a
+    sampling thread woke every few ms and slowed the solve it measured).
+    """
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size since the last reset (Linux /proc VmHWM; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
-        return 0
-
-
-class _RssSampler(threading.Thread):
-    """Samples RSS every few milliseconds and keeps the maximum (CPU peak memory of a solve)."""
-
-    def __init__(self, interval_s: float = 0.005) -> None:
-        super().__init__(daemon=True)
-        self.interval_s, self.peak, self._done = interval_s, _rss_bytes(), threading.Event()
-
-    def run(self) -> None:
-        while not self._done.wait(self.interval_s):
-            self.peak = max(self.peak, _rss_bytes())
-
-    def stop(self) -> int:
-        self._done.set()
-        self.join()
-        return max(self.peak, _rss_bytes())
+        pass
+    return 0
 
 
 @dataclass
 class Timing:
-    """Wall time of the timed region and its peak memory (CUDA allocated, or process RSS)."""
+    """Wall time of the timed region, the process's CPU time in it (all threads; on a shared
+    machine the wall time also counts other processes' turns, the CPU time does not) and its
+    peak memory (CUDA allocated, or process RSS)."""
 
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     peak_mem_mb: float = 0.0
     memory_kind: str = ""
 
@@ -78,25 +79,24 @@ class Timing:
 def timed(device: torch.device) -> Iterator[Timing]:
     """Synchronized perf_counter timing with per-region peak memory."""
     result = Timing()
-    sampler = None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     else:
-        sampler = _RssSampler()
-        sampler.start()
+        reset = reset_peak_rss()
     synchronize(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         yield result
     finally:
         synchronize(device)
         result.seconds = time.perf_counter() - start
+        result.cpu_seconds = time.process_time() - cpu_start
         if device.type == "cuda":
             result.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20
             result.memory_kind = "cuda_max_allocated"
-        elif sampler is not None:
-            result.peak_mem_mb = sampler.stop() / 2**20
-            result.memory_kind = "process_rss"
+        else:
+            result.peak_mem_mb = peak_rss_bytes() / 2**20
+            result.memory_kind = "process_peak_rss" if reset else "process_peak_rss_lifetime"
 
 
 @lru_cache(maxsize=1)

@@ -6,17 +6,16 @@ import contextlib
 import json
 import os
 import platform
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch.hub
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.console import output_console
 from bench.settings import env_name
 
 WEIGHTS_ENV = env_name("weights")
@@ -288,7 +287,7 @@ def doctor_command(as_json: bool = False) -> int:
         report = {"ok": not blocking, "missing_for_default_report": blocking, "files": rows}
         print(json.dumps(report, indent=2))
         return 1 if blocking else 0
-    out = Console(width=None if sys.stdout.isatty() else 200)  # whole paths in logs
+    out = output_console()  # whole paths in logs
     table = Table("what", "file", "used by", "status", "checked by", "path")
     colour = {"found": "green", "missing": "red", "partial": "yellow"}
     for row in rows:

@@ -133,7 +133,7 @@ def test_records_are_honest_about_time_memory_and_environment(tmp_path):
     )
     for r in records(tmp_path):
         assert r["runtime_s"] > 0 and r["batch_runtime_s"] == pytest.approx(2 * r["runtime_s"])
-        assert r["peak_mem_mb"] > 0 and r["memory_kind"] == "process_rss"
+        assert r["peak_mem_mb"] > 0 and r["memory_kind"] == "process_peak_rss"
         assert r["unet_fwd"] == 5 and r["dec_bwd"] == 5 and r["batch"] == 2
         env = r["env"]
         assert env["tf32_matmul"] is False and env["matmul_precision"] == "highest"

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
+from bench.console import output_console
 from bench.fetch import fetch_missing, weights_used
 from bench.report.compare import compare as paired_compare
 from bench.report.compare import compare_filename, parse_pair
@@ -106,7 +107,7 @@ def print_report(
     summary: pd.DataFrame, comparison: pd.DataFrame | None, notes: Notes, out: Path
 ) -> None:
     """A short table per solver x setting, the comparison, the notes and where files went."""
-    console, err = Console(), Console(stderr=True)
+    console, err = output_console(), Console(stderr=True)
     table = Table("solver", "degradation", "sigma", "n", "fail", *(METRICS[m].label for m in SHOWN))
     for _, row in summary.iterrows():
         cells = [number(value(row, METRICS[m]), METRICS[m].digits) for m in SHOWN]

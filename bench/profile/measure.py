@@ -1,0 +1,174 @@
+"""Timing for `bench profile`: each network call alone, a few solver steps, FLOPs per call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.counters import COUNTED_CALLS
+from bench.execute import timed_solve, warmup_hparams
+from bench.priors.base import Prior
+from bench.seeding import generator_for
+from bench.timing import Timing, timed
+from operators.base import Degradation
+from solvers import get_solver
+
+PASSES = ("fwd", "fwd+bwd")
+PROBE_T = 500  # the timestep of the isolated UNet calls (the cost does not depend on it)
+Call = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class CallTime:
+    """One network pass at one batch, alone: seconds per call (least disturbed run, slowest
+    run), process CPU seconds per call, and FLOPs."""
+
+    network: str  # unet | dec | enc | op (bench.counters.COUNTED_CALLS)
+    passes: str  # fwd | fwd+bwd
+    batch: int
+    seconds: float
+    seconds_max: float
+    cpu_seconds: float
+    flops: int  # one call at this batch, forward (+ backward) as torch's FlopCounterMode counts
+
+
+@dataclass(frozen=True)
+class SolveTime:
+    """A few steps of one solver through its real code, timed and counted like `bench run`
+    (the least disturbed of the repeats)."""
+
+    solver: str
+    batch: int
+    steps: int
+    seconds: float
+    cpu_seconds: float
+    peak_mem_mb: float
+    memory_kind: str
+    calls: dict[str, int]
+
+
+def generators(batch: int) -> list[torch.Generator]:
+    """Fixed per-sample generators: profiling needs shapes, not particular draws."""
+    return [generator_for("profile", i) for i in range(batch)]
+
+
+def network_calls(
+    prior: Prior, operator: Callable, batch: int, sigma_pm1: float
+) -> dict[tuple[str, str], Call]:
+    """Every network pass a solver makes, as a closure on inputs of the solve's shapes.
+
+    fwd runs without a graph; fwd+bwd takes the gradient with respect to the network's input,
+    as the solvers do (the weights are frozen), so it costs what the guidance step costs.
+    """
+    device, dtype = prior.device, prior.dtype
+    z = torch.randn(batch, *prior.latent_shape, device=device, dtype=dtype)
+    x = torch.rand(batch, 3, prior.image_size, prior.image_size, device=device, dtype=dtype)
+    x = x * 2 - 1
+    t = torch.full((batch,), PROBE_T, device=device, dtype=torch.long)
+    networks = {
+        "unet": (lambda v: prior.eps(v, t), z),
+        "dec": (prior.decode, z),
+        "enc": (lambda v: prior.encode(v, sample=True, generator=generators(batch)), x),
+        "op": (lambda v: operator(v, sigma_pm1), z),
+    }
+    calls = {}
+    for name, (fn, inp) in networks.items():
+        calls[(name, "fwd")] = _forward(fn, inp)
+        calls[(name, "fwd+bwd")] = _forward_backward(fn, inp)
+    return calls
+
+
+def _forward(fn: Callable, inp: torch.Tensor) -> Call:
+    def call() -> object:
+        with torch.no_grad():
+            return fn(inp)
+
+    return call
+
+
+def _forward_backward(fn: Callable, inp: torch.Tensor) -> Call:
+    def call() -> object:
+        leaf = inp.detach().requires_grad_(True)
+        out = fn(leaf)
+        out.backward(torch.ones_like(out))  # FlopCounterMode's module hooks refuse autograd.grad
+        return leaf.grad
+
+    return call
+
+
+def count_flops(call: Call) -> int:
+    """FLOPs of one call (torch FlopCounterMode; attention on its math path so it is counted:
+    the fused CPU/flash kernels are invisible to the counter)."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        call()
+    return int(counter.get_total_flops())
+
+
+def timings(call: Call, device: torch.device, repeats: int) -> list[Timing]:
+    """Synchronized wall and CPU time of `repeats` runs of call, after one untimed warm-up."""
+    call()
+    runs = []
+    for _ in range(repeats):
+        with timed(device) as timing:
+            call()
+        runs.append(timing)
+    return runs
+
+
+def time_call(
+    network: str,
+    passes: str,
+    call: Call,
+    batch: int,
+    device: torch.device,
+    repeats: int,
+    flops: int,
+) -> CallTime:
+    """One network pass alone: `repeats` timed calls (its FLOPs counted beforehand)."""
+    runs = timings(call, device, repeats)
+    seconds = [r.seconds for r in runs]
+    cpu = min(r.cpu_seconds for r in runs)
+    return CallTime(network, passes, batch, min(seconds), max(seconds), cpu, flops)
+
+
+def time_solve(
+    prior: Prior,
+    op: Degradation,
+    y: torch.Tensor,
+    solver: str,
+    hparams: dict,
+    *,
+    sigma_pm1: float,
+    steps: int,
+    warmup_steps: int,
+    repeats: int,
+) -> SolveTime:
+    """`steps` steps of the solver, timed and counted by the harness after a short warm-up."""
+    fn, batch = get_solver(solver).fn, y.shape[0]
+    if warmup_steps:
+        warm = {**warmup_hparams(hparams), "steps": warmup_steps}
+        timed_solve(fn, prior, op, y, generators(batch), sigma_pm1, warm)
+    hparams = {**hparams, "steps": steps}
+    runs = [
+        timed_solve(fn, prior, op, y, generators(batch), sigma_pm1, hparams) for _ in range(repeats)
+    ]
+    _, timing, calls = min(runs, key=lambda run: run[1].seconds)
+    cpu = min(run[1].cpu_seconds for run in runs)
+    return SolveTime(
+        solver, batch, steps, timing.seconds, cpu, timing.peak_mem_mb, timing.memory_kind, calls
+    )
+
+
+def weighted_calls(calls: dict[str, int], per_call: dict[tuple[str, str], float]) -> float:
+    """Sum over networks of calls x per-call cost (seconds or FLOPs alone): each backward pass
+    at the fwd+bwd cost, the forward passes without a backward at the fwd cost."""
+    total = 0.0
+    for network in COUNTED_CALLS:
+        fwd, bwd = calls.get(f"{network}_fwd", 0), calls.get(f"{network}_bwd", 0)
+        backward, forward = per_call[(network, "fwd+bwd")], per_call[(network, "fwd")]
+        total += bwd * backward + max(fwd - bwd, 0) * forward
+    return total
