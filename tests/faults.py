@@ -1,7 +1,7 @@
 """Fault-injection helpers: the suite's tally, a solve-logging `bench` entry point, a tmpfs.
 
 Run as a script (`python tests/faults.py LOG GO -- run ...`), it wraps the registered `ldps`
-solver so every timed solve appends its batch size to LOG, waits for the file GO (so several
+solver so every timed solve appends its batch size to LOG, waits for the file GO (so the
 processes start planning at the same moment), then runs the `bench` command line.
 """
 
@@ -75,7 +75,8 @@ def tmpfs(path: Path, size: str, read_only: bool = False):
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def _logged_main(log: Path, go: Path, args: list[str]) -> None:
+def logged_solver(log: Path):
+    """The registered `ldps` spec, its every timed solve appending 'pid:batch' to `log`."""
     from dataclasses import replace
 
     from solvers import registry
@@ -90,7 +91,13 @@ def _logged_main(log: Path, go: Path, args: list[str]) -> None:
             os.close(fd)
         return x_hat
 
-    registry.SOLVERS["ldps"] = replace(spec, fn=logged)
+    return replace(spec, fn=logged)
+
+
+def _logged_main(log: Path, go: Path, args: list[str]) -> None:
+    from solvers import registry
+
+    registry.SOLVERS["ldps"] = logged_solver(log)
     from bench.cli import app
 
     Path(f"{log}.ready-{os.getpid()}").touch()
