@@ -357,8 +357,11 @@ def test_processes_sharing_out_solve_each_cell_once(
     expected = reference(sweep)
     args = ["run", *(FAST if sweep == "fast" else LONG), "--out", str(tmp_path / "run")]
     out, log, go = tmp_path / "run", tmp_path / "solves.log", tmp_path / "go"
-    children = [bench_process(args, log, go, stderr=subprocess.PIPE) for _ in range(processes - 1)]
-    monkeypatch.setitem(registry.SOLVERS, "ldps", logged_solver(log))
+    children = [
+        bench_process(args, log, go, processes, stderr=subprocess.PIPE)
+        for _ in range(processes - 1)
+    ]
+    monkeypatch.setitem(registry.SOLVERS, "ldps", logged_solver(log, processes))
     wait_for(lambda: len(list(tmp_path.glob("solves.log.ready-*"))) == processes - 1)
     go.touch()
     here = bench(*args)
