@@ -252,14 +252,18 @@ def claim_cells(ctx: RunContext, chunk: list[Cell]) -> list[Cell]:
     """The cells of `chunk` this process claimed and no other process finished since this one
     started (those and the ones held by others are left out)."""
     mine = []
-    for cell in chunk:
-        if not claim(ctx.out, cell.key):
-            continue
-        finished = record_mtime(ctx.out, cell.key)
-        if finished is not None and finished >= ctx.started:
+    try:
+        for cell in chunk:
+            if not claim(ctx.out, cell.key):
+                continue
+            mine.append(cell)
+            finished = record_mtime(ctx.out, cell.key)
+            if finished is not None and finished >= ctx.started:
+                release(ctx.out, mine.pop().key)
+    except BaseException:  # Ctrl-C / SIGTERM / a full disk while claiming: hold nothing
+        for cell in mine:
             release(ctx.out, cell.key)
-            continue
-        mine.append(cell)
+        raise
     return mine
 
 

@@ -1,8 +1,8 @@
 """Fault-injection helpers: the suite's tally, a solve-logging `bench` entry point, a tmpfs.
 
-Run as a script (`python tests/faults.py LOG GO -- run ...`), it wraps the registered `ldps`
-solver so every timed solve appends its batch size to LOG, waits for the file GO (so several
-processes start planning at the same moment), then runs the `bench` command line.
+Run as a script (`python tests/faults.py LOG GO N -- run ...`), it wraps the registered `ldps`
+solver so every timed solve appends its batch size to LOG (and the first waits for all N
+processes), waits for the file GO (so the processes plan at the same moment), then runs `bench`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,14 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
-def bench_process(args: list[str], log: Path | None = None, go: Path | None = None, **kw):
-    """`bench ARGS` in a new process (through this logger when `log` is given)."""
+def bench_process(
+    args: list[str], log: Path | None = None, go: Path | None = None, processes: int = 1, **kw
+):
+    """`bench ARGS` in a new process (through the solve logger when `log` is given)."""
     if log is None:
         cmd = [sys.executable, "-m", "bench.cli", *args]
     else:
-        cmd = [sys.executable, __file__, str(log), str(go), "--", *args]
+        cmd = [sys.executable, __file__, str(log), str(go), str(processes), "--", *args]
     return subprocess.Popen(cmd, env=child_env(), **kw)
 
 
@@ -75,14 +77,25 @@ def tmpfs(path: Path, size: str, read_only: bool = False):
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def _logged_main(log: Path, go: Path, args: list[str]) -> None:
+def logged_solver(log: Path, processes: int):
+    """The registered `ldps` spec, its every timed solve appending 'pid:batch' to `log`; the
+    first solve of each process (its warm-up, a cell already claimed) waits until all
+    `processes` got there, so each one holds a cell before any finishes one."""
     from dataclasses import replace
 
     from solvers import registry
 
     spec = registry.SOLVERS["ldps"]
+    arrived: list[int] = []
 
     def logged(prior, op, y, **kwargs):
+        if not arrived:
+            arrived.append(os.getpid())
+            Path(f"{log}.solving-{os.getpid()}").touch()
+            deadline = time.monotonic() + 600
+            while len(list(log.parent.glob(f"{log.name}.solving-*"))) < processes:
+                assert time.monotonic() < deadline, "the other processes never started solving"
+                time.sleep(0.02)
         x_hat = spec.fn(prior, op, y, **kwargs)
         if kwargs.get("steps") != WARMUP_STEPS:
             fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -90,7 +103,13 @@ def _logged_main(log: Path, go: Path, args: list[str]) -> None:
             os.close(fd)
         return x_hat
 
-    registry.SOLVERS["ldps"] = replace(spec, fn=logged)
+    return replace(spec, fn=logged)
+
+
+def _logged_main(log: Path, go: Path, processes: int, args: list[str]) -> None:
+    from solvers import registry
+
+    registry.SOLVERS["ldps"] = logged_solver(log, processes)
     from bench.cli import app
 
     Path(f"{log}.ready-{os.getpid()}").touch()
@@ -101,4 +120,4 @@ def _logged_main(log: Path, go: Path, args: list[str]) -> None:
 
 if __name__ == "__main__":
     split = sys.argv.index("--")
-    _logged_main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[split + 1 :])
+    _logged_main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[split + 1 :])

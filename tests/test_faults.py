@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from faults import TALLY, bench_process, solves, tmpfs
+from faults import TALLY, bench_process, logged_solver, solves, tmpfs
 from test_driver import stable
 from typer.testing import CliRunner
 
 from bench.claims import claim, claim_path, release
 from bench.cli import app
 from bench.store import remove_orphan_temps, write_record
+from solvers import registry
 
 runner = CliRunner()
 SWEEP = ["--prior", "gaussian", "--solvers", "ldps", "--deg", "sr4,inpaint", "--steps", "10"]
@@ -314,7 +315,7 @@ def test_sigterm_exits_cleanly_with_the_csv_written(tmp_path, reference):
 
 @pytest.mark.parametrize(
     ("kills", "sweep"),
-    [(2, "fast"), pytest.param(10, "long", marks=pytest.mark.slow)],
+    [(1, "fast"), pytest.param(10, "long", marks=pytest.mark.slow)],
 )
 def test_sigkill_at_random_points_resumes_to_the_same_csv(tmp_path, reference, kills, sweep):
     expected = reference(sweep)
@@ -349,18 +350,23 @@ def test_sigkill_at_random_points_resumes_to_the_same_csv(tmp_path, reference, k
     ("processes", "sweep"),
     [(2, "fast"), pytest.param(4, "long", marks=pytest.mark.slow)],
 )
-def test_processes_sharing_out_solve_each_cell_once(tmp_path, reference, processes, sweep):
+def test_processes_sharing_out_solve_each_cell_once(
+    tmp_path, reference, monkeypatch, processes, sweep
+):
+    """processes - 1 child processes and this one, started together on one --out."""
     expected = reference(sweep)
-    args = FAST if sweep == "fast" else LONG
+    args = ["run", *(FAST if sweep == "fast" else LONG), "--out", str(tmp_path / "run")]
     out, log, go = tmp_path / "run", tmp_path / "solves.log", tmp_path / "go"
-    procs = [
-        bench_process(["run", *args, "--out", str(out)], log, go, stderr=subprocess.PIPE)
-        for _ in range(processes)
+    children = [
+        bench_process(args, log, go, processes, stderr=subprocess.PIPE)
+        for _ in range(processes - 1)
     ]
-    wait_for(lambda: len(list(tmp_path.glob("solves.log.ready-*"))) == processes)
+    monkeypatch.setitem(registry.SOLVERS, "ldps", logged_solver(log, processes))
+    wait_for(lambda: len(list(tmp_path.glob("solves.log.ready-*"))) == processes - 1)
     go.touch()
-    errors = [p.communicate(timeout=900)[1].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0] * processes, errors
+    here = bench(*args)
+    errors = [p.communicate(timeout=900)[1].decode() for p in children]
+    assert [here.exit_code] + [p.returncode for p in children] == [0] * processes, errors
     per_process = solves(log)
     TALLY["duplicates"] += sum(per_process.values()) - len(expected)
     TALLY["concurrent_runs"] += 1
