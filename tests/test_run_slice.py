@@ -151,9 +151,11 @@ def test_unreadable_image_is_an_error_record(tmp_path, tiny_sd):
     assert result.exit_code == 3, result.output  # a failed cell: every record written, exit 3
     assert "1 of 3 cells failed (error 1)" in result.output
     frame = pd.read_csv(tmp_path / "out" / "per_image.csv").set_index("image_id")
-    assert frame.loc["a.png", "status"] == "ok" and frame.loc["b.png", "status"] == "ok"
-    assert frame.loc["c.png", "status"] == "error"
-    assert "cannot read image" in frame.loc["c.png", "error"]
+    assert (
+        frame.loc["a", "status"] == "ok" and frame.loc["b", "status"] == "ok"
+    )  # ids: no extension
+    assert frame.loc["c", "status"] == "error"
+    assert "cannot read image" in frame.loc["c", "error"]
 
 
 def _patched_solver(monkeypatch, fn):
