@@ -72,22 +72,38 @@ def run_shard(spec: RunSpec, cells: list[Cell], batch: int = 1) -> int:
     return len(run_cells(worker_context(spec), cells, batch=batch))
 
 
-def run_shards(
-    spec: RunSpec, shards: list[list[Cell]], batch: int, threads: int, submitted_at: float
-) -> int:
+@dataclass(frozen=True)
+class ShardJob:
     """One submitit job: its shards in turn with `threads` torch threads; records written.
 
-    A task that SLURM requeues (after a preemption) starts again from the top: the cells
-    recorded since `submitted_at` (by its earlier attempt) are skipped, not solved twice.
+    Checkpointable: on SLURM's USR2 (timeout or preemption) submitit requeues the job as it
+    is; every attempt skips the cells recorded since `submitted_at`, so none is solved twice.
     """
-    import torch
 
-    torch.set_num_threads(threads)
-    todo = [[c for c in shard if not recorded_since(spec.out, c, submitted_at)] for shard in shards]
-    skipped = sum(map(len, shards)) - sum(map(len, todo))
-    if skipped:
-        print(f"skipping {skipped} cells recorded by an earlier attempt of this job", flush=True)
-    return sum(run_shard(spec, shard, batch) for shard in todo if shard)
+    spec: RunSpec
+    shards: list[list[Cell]]
+    batch: int
+    threads: int
+    submitted_at: float
+
+    def __call__(self) -> int:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        out, since = self.spec.out, self.submitted_at
+        todo = [[c for c in s if not recorded_since(out, c, since)] for s in self.shards]
+        skipped = sum(map(len, self.shards)) - sum(map(len, todo))
+        if skipped:
+            print(
+                f"skipping {skipped} cells recorded by an earlier attempt of this job", flush=True
+            )
+        return sum(run_shard(self.spec, shard, self.batch) for shard in todo if shard)
+
+    def checkpoint(self):
+        """What submitit requeues: this job, unchanged."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self)
 
 
 def recorded_since(out: Path, cell: Cell, since: float) -> bool:
@@ -148,8 +164,7 @@ def run_submitit(
     setup.default_time_limit(max(passes), cluster.slurm_pass_seconds)
     spec = replace(spec, executor=label)
     yield from run_job_array(
-        run_shards,
-        [(spec, job, batch, threads, time.time()) for job in jobs],
+        [ShardJob(spec, job, batch, threads, time.time()) for job in jobs],
         setup=setup,
         folder=Path(options.out) / "submitit",
     )

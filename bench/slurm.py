@@ -93,15 +93,11 @@ def slurm_setup(items: list[str], *, device: str, name: str) -> SlurmSetup:
 
 
 def run_job_array(
-    job: Callable[..., int],
-    jobs: list[tuple],
-    *,
-    setup: SlurmSetup,
-    folder: Path,
+    jobs: list[Callable[[], int]], *, setup: SlurmSetup, folder: Path
 ) -> Iterator[int]:
-    """Submit job(*args) for each args in `jobs` as one job array; yield each job's result.
+    """Submit the jobs as one job array; yield each job's result as it finishes.
 
-    A job that fails (killed, preempted, timed out, crashed) does not stop the others; at the
+    A job that fails (killed, timed out for good, crashed) does not stop the others; at the
     end a RuntimeError names them: their finished cells are saved and rerunning the same
     command runs only the cells without a record.
     """
@@ -109,7 +105,8 @@ def run_job_array(
 
     executor = submitit.AutoExecutor(folder=folder, cluster=setup.cluster)
     executor.update_parameters(**setup.parameters)
-    submitted = executor.map_array(job, *zip(*jobs, strict=True))
+    with executor.batch():
+        submitted = [executor.submit(job) for job in jobs]
     failed = []
     for done in submitit.helpers.as_completed(submitted, poll_frequency=2):
         try:

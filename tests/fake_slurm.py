@@ -2,11 +2,12 @@
 
 `sbatch FILE` keeps a copy of the script (FAKE_SLURM_DIR/scripts/<job id>.sh), prints
 "Submitted batch job <id>" and runs the array tasks of it here in the background, `%P` at a
-time, with the SLURM_* variables a real task sees; `sacct` reports their states.
+time, with the SLURM_* variables a real task sees; `sacct` reports their states;
+`scontrol requeue ID` runs the task again once it has exited.
 FAKE_SLURM_KILL="TASK:N:STATE" stops array task TASK once FAKE_SLURM_WATCH holds N files:
-NODE_FAIL with SIGKILL, TIMEOUT with SIGUSR2 (submitit's warning signal), SIGTERM, then
-SIGKILL, as SLURM does; PREEMPTED with SIGTERM then SIGKILL, after which the task is requeued
-and runs again (SLURM's PreemptMode=REQUEUE).
+NODE_FAIL with SIGKILL; TIMEOUT with SIGUSR2 (the warning submitit asks for, on which it
+checkpoints and calls `scontrol requeue`), SIGTERM, then SIGKILL; PREEMPTED with SIGTERM then
+SIGKILL, after which the task is requeued and runs again (SLURM's PreemptMode=REQUEUE).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def run_array(script: str, parallel: int, tasks: list[str]) -> int:
         running.append((task, env, subprocess.Popen(["bash", script], env=env)))
     for task, env, proc in running:
         proc.wait()
-        if state_of(task) == "PREEMPTED":  # requeued: the same task runs again, unharmed
+        if state_of(task) in ("PREEMPTED", "REQUEUED"):  # the same task runs again, unharmed
             set_state(task, "RUNNING")
             env.pop("FAKE_SLURM_KILL")
             proc = subprocess.Popen(["bash", script], env=env)
@@ -151,6 +152,8 @@ def main() -> int:
         return srun(args)
     if command == "sacct":
         return sacct(args)
+    if command == "scontrol" and args[0] == "requeue":  # submitit's answer to USR2
+        set_state(args[1], "REQUEUED")
     return 0  # squeue, scancel: nothing to do here
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,7 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
     bin_dir, state = tmp_path / "slurm-bin", tmp_path / "slurm-state"
     bin_dir.mkdir()
     state.mkdir()
-    for name in ("sbatch", "srun", "sacct", "squeue", "scancel"):
+    for name in ("sbatch", "srun", "sacct", "squeue", "scancel", "scontrol"):
         path = bin_dir / name
         path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_SLURM}" {name} "$@"\n')
         path.chmod(0o755)
@@ -146,7 +147,8 @@ def test_sbatch_script_carries_typed_values_and_cluster_defaults(tmp_path, fake_
     ]
     setup = slurm_setup(items, device="cuda", name="bench-t")
     setup.default_time_limit(LDPS_SHARD_PASSES, 30.0)
-    results = run_job_array(math.hypot, [(3, 4), (5, 12)], setup=setup, folder=tmp_path / "jobs")
+    jobs = [partial(math.hypot, 3, 4), partial(math.hypot, 5, 12)]
+    results = run_job_array(jobs, setup=setup, folder=tmp_path / "jobs")
     assert sorted(results) == [5.0, 13.0]
     (script,) = fake_slurm.glob("*.sh")
     flags = sbatch_flags(script)
@@ -179,13 +181,12 @@ def test_slurm_sweep_matches_one_process(tmp_path, fake_slurm, one_process):
     assert set(frame.env_executor) == {"submitit:slurm"} and set(frame.env_threads) == {2}
 
 
-@pytest.mark.parametrize("state", ["NODE_FAIL", pytest.param("TIMEOUT", marks=pytest.mark.slow)])
 def test_a_killed_array_task_resumes_on_resubmission(
-    tmp_path, fake_slurm, monkeypatch, one_process, state
+    tmp_path, fake_slurm, monkeypatch, one_process
 ):
     out = tmp_path / "run"
     args = ("run", *SWEEP, "--out", str(out), "--executor", "submitit")
-    monkeypatch.setenv("FAKE_SLURM_KILL", f"0:2:{state}")  # task 0 stops at the 2nd record
+    monkeypatch.setenv("FAKE_SLURM_KILL", "0:2:NODE_FAIL")  # task 0 dies at the 2nd record
     monkeypatch.setenv("FAKE_SLURM_WATCH", str(out / "records"))
     result = bench(*args, "--slurm", "slurm_array_parallelism=1", code=2)
     assert "1 of 2 jobs did not finish" in result.output
@@ -199,11 +200,12 @@ def test_a_killed_array_task_resumes_on_resubmission(
     assert len(list(fake_slurm.glob("*.sh"))) == 2
 
 
-def test_a_preempted_task_is_requeued_and_skips_what_it_finished(
-    tmp_path, fake_slurm, monkeypatch, one_process
+@pytest.mark.parametrize("state", ["PREEMPTED", pytest.param("TIMEOUT", marks=pytest.mark.slow)])
+def test_a_preempted_or_timed_out_task_is_requeued_and_skips_what_it_finished(
+    tmp_path, fake_slurm, monkeypatch, one_process, state
 ):
     out = tmp_path / "run"
-    monkeypatch.setenv("FAKE_SLURM_KILL", "0:2:PREEMPTED")
+    monkeypatch.setenv("FAKE_SLURM_KILL", f"0:2:{state}")
     monkeypatch.setenv("FAKE_SLURM_WATCH", str(out / "records"))
     args = ("--executor", "submitit", "--slurm", "slurm_array_parallelism=1")
     bench("run", *SWEEP, "--out", str(out), *args)
