@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -267,6 +269,21 @@ def claim_cells(ctx: RunContext, chunk: list[Cell]) -> list[Cell]:
     return mine
 
 
+RUN_FOLDER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+
+
+def is_run_folder_error(e: BaseException, out: Path) -> bool:
+    """An OSError of the disk (full, read-only, over quota) or of a path in the run folder; a
+    missing input (an operator file, an image) stays that cell's error."""
+    if not isinstance(e, OSError):
+        return False
+    if e.errno in RUN_FOLDER_ERRNOS:
+        return True
+    return bool(e.filename) and Path(os.fsdecode(e.filename)).resolve().is_relative_to(
+        Path(out).resolve()
+    )
+
+
 def run_chunk(ctx: RunContext, chunk: list[Cell]) -> list[dict]:
     """Load images (bad files -> error records), solve the rest, turn failures into records."""
     records, ready, images = [], [], []
@@ -281,9 +298,11 @@ def run_chunk(ctx: RunContext, chunk: list[Cell]) -> list[dict]:
     try:
         with torch.enable_grad():
             records.extend(solve_batch(ctx, ready, torch.stack(images)))
-    except (KeyboardInterrupt, SystemExit, OSError):  # a full or read-only disk is not the cell's
+    except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
+        if is_run_folder_error(e, ctx.out):  # a full or read-only disk is not the cell's failure
+            raise
         if isinstance(e, torch.OutOfMemoryError) and ctx.prior.device.type == "cuda":
             torch.cuda.empty_cache()
         records.extend(failure_record(cell, status_of(e), e, ctx.env) for cell in ready)

@@ -142,7 +142,7 @@ def test_same_seed_same_weights_and_resume_continues_exactly(tiny_prior, photos,
 
 def test_augmentations_are_seeded_and_validation_is_held_out(tiny_prior, photos):
     data = ImageSourceData(folder_images(photos, 16), val_fraction=0.25)
-    assert data.val_ids == ["0.png", "1.png"] and not set(data.val_ids) & set(data.train_ids)
+    assert data.val_ids == ["0", "1"] and not set(data.val_ids) & set(data.train_ids)
     assert torch.equal(data.batch(7, 3), data.batch(7, 3))
     plain = ImageSourceData(folder_images(photos, 16), val_fraction=0.25, augment=False)
     assert not torch.equal(data.batch(7, 3), plain.batch(7, 3))
