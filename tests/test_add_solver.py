@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import tomllib
 import torch
+from test_driver import bench, records
 from typer.testing import CliRunner
 
-from bench.cli import app
 from bench.priors import load_prior
 from operators import build_degradation, measure
 from solvers import SOLVERS, get_solver, solve
@@ -27,16 +27,6 @@ def readme_block(marker: str) -> str:
     found = re.search(rf"<!-- test:{marker} -->\n```python\n(.*?)```", README.read_text(), re.S)
     assert found, f"README has no <!-- test:{marker} --> python block"
     return found[1]
-
-
-def bench(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
 
 
 @pytest.fixture

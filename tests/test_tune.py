@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import tomllib
+from test_driver import bench, records
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -17,16 +17,6 @@ from bench.tune import choose, grid_items
 
 runner = CliRunner()
 GAUSSIAN = ["--prior", "gaussian", "--steps", "3", "--no-save-images"]
-
-
-def bench(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
 
 
 def test_grid_values_expand_to_lists_log_ranges_and_multiples():
