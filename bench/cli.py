@@ -18,7 +18,6 @@ from bench.options import RunOptions
 from bench.presets import load_preset, preset_names
 from bench.slurm import PASS_SECONDS, TIME_RULE
 from bench.train_operator_help import TRAIN_OPERATOR_HELP
-from bench.tuned import check_tuned
 
 if TYPE_CHECKING:
     from bench.executors import ClusterOptions
@@ -122,6 +121,8 @@ def _as_option_type(name: str, value: object) -> object:
     """A config-file value converted to the option's type (lists of str become comma lists)."""
     kind = OPTION_TYPES[name]
     if name == "tuned":
+        from bench.tuned import check_tuned
+
         return check_tuned(value)
     if name == "set":
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
