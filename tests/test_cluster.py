@@ -129,7 +129,7 @@ def test_without_slurm_submitit_says_so_instead_of_running_locally(tmp_path, mon
     args = ["run", *SWEEP, "--out", str(tmp_path), "--executor", "submitit"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "--slurm cluster=local" in result.output
-    assert not (tmp_path / "records").exists()
+    assert not list(tmp_path.glob("records/*.json"))  # nothing ran (the folder itself may exist)
 
 
 def test_sbatch_script_carries_typed_values_and_cluster_defaults(tmp_path, fake_slurm):
