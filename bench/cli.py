@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.console import output_console
 from bench.grid import auto_grid
 from bench.options import RunOptions
 from bench.presets import load_preset, preset_names
@@ -48,13 +49,6 @@ def main(
     """The `bench` command line: list the registries, run a sweep."""
 
 
-def _out_console() -> Console:
-    """stdout console; into a pipe, wide enough that no table is cut."""
-    from bench.console import output_console
-
-    return output_console()
-
-
 @app.command("list")
 def list_all() -> None:
     """Print the solvers, degradations and priors the tool knows."""
@@ -62,7 +56,7 @@ def list_all() -> None:
     from operators import list_degradations
     from solvers import SOLVERS
 
-    out = _out_console()
+    out = output_console()
     solvers = Table(
         "solver", "default hyperparameters", "per-degradation", "step sizes", "what it is"
     )
@@ -236,7 +230,7 @@ def run(
     try:
         options = merge_config(ctx, given, config, preset)
         if status:
-            _out_console().print(escape(run_state(Path(options.out)).line()), soft_wrap=True)
+            output_console().print(escape(run_state(Path(options.out)).line()), soft_wrap=True)
             return
         plan = make_plan(options)
     except (ValueError, FileNotFoundError, NotImplementedError, ImageLoadError) as e:
@@ -261,7 +255,7 @@ def _show_plan(plan) -> None:
                 for k, v in row.items()
             )
         )
-    _out_console().print(table)
+    output_console().print(table)
     for (solver, deg), why in plan.skipped.items():
         console.print(f"skipped {escape(solver)} x {escape(deg)}: {escape(why)}")
     done = len(plan.cells) - len(plan.todo)
@@ -401,7 +395,7 @@ def _print_summary(csv: Path) -> None:
         table.add_row(
             escape(solver), escape(degradation), f"{sigma_01:g}", str(len(rows)), failed, *means
         )
-    _out_console().print(table)
+    output_console().print(table)
     console.print(f"per-image results: {csv}")
 
 
@@ -609,7 +603,7 @@ def profile(
         paths = profile_command(options, _plain_line)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    _out_console().print(paths[2].read_text(), markup=False, highlight=False, soft_wrap=True)
+    output_console().print(paths[2].read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"written: {', '.join(str(p) for p in paths)}")
 
 

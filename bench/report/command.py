@@ -58,16 +58,16 @@ def report_command(
     out = Path(out) if out is not None else run_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    notes = Notes()
+    notes, err = Notes(), Console(stderr=True)
     for run_dir in run_dirs:  # claimed cells are still running: the tables are partial
-        Console(stderr=True).print(escape(run_state(run_dir).line()), soft_wrap=True)
+        err.print(escape(run_state(run_dir).line()), soft_wrap=True)
     frame = load_frame(run_dirs)
     if frame.empty:
         raise ValueError(f"no records in {', '.join(map(str, run_dirs))}")
     keys = report_keys(
         lpips=lpips, fid=fid, fid_backend=fid_backend, custom_features=fid_features is not None
     )
-    for key, why in fetch_missing(keys, offline=offline, console=Console(stderr=True)).items():
+    for key, why in fetch_missing(keys, offline=offline, console=err).items():
         notes.add(f"{MANIFEST[key].filename} {why}")
     for line in weights_used(keys):
         notes.add(line)
