@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from bench.executors import ClusterOptions
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
+console = output_console(stderr=True)  # messages to a log file keep their lines whole
 _D = RunOptions()
 OPTION_TYPES = {f.name: str(f.type) for f in fields(RunOptions)}
 OPTION_NAMES = set(OPTION_TYPES)
@@ -591,7 +590,7 @@ def profile(
     batch: str = typer.Option("1", help="batch sizes, comma-separated, e.g. 1,4,8"),
     steps: int = typer.Option(2, help="solver steps timed through the real solver code"),
     warmup_steps: int = typer.Option(1, help="untimed solver steps before them"),
-    repeats: int = typer.Option(3, help="timed calls of each network pass alone (fastest)"),
+    repeats: int = typer.Option(3, help="timed blocks of --steps calls per network pass (fastest)"),
     solve_repeats: int = typer.Option(1, help="timed solves of each solver (fastest)"),
     out: str = typer.Option("runs/profile", help="folder for profile.{csv,md,tex} and plots"),
 ) -> None:

@@ -41,3 +41,12 @@ def test_tables_into_a_pipe_are_not_cut_at_80_columns():
     for spec in SOLVERS.values():  # whole descriptions, each on one line
         assert spec.description in result.output
     assert "…" not in result.output
+
+
+def test_messages_into_a_pipe_keep_their_lines_whole(tmp_path):
+    args = ["run", "--prior", "gaussian", "--solvers", "psld", "--deg", "jpeg,sr4"]
+    args += ["--images", "1", "--steps", "2", "--out", str(tmp_path), "--dry-run"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (skipped,) = [ln for ln in result.output.splitlines() if ln.startswith("skipped psld")]
+    assert skipped.rstrip().endswith("A^T := identity") and len(skipped) > 80
