@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.profile.command import ProfileOptions, profile_command
-from bench.profile.measure import count_flops, weighted_calls
+from bench.profile.measure import count_flops, timings, weighted_calls
 from bench.profile.networks import config_folder
 from bench.timing import timed
 
@@ -107,6 +108,19 @@ def test_timed_peak_memory_covers_an_allocation_inside_the_region():
     assert timing.memory_kind == "process_peak_rss"
     assert timing.peak_mem_mb >= 64
     assert 0 < timing.cpu_seconds and 0 < timing.seconds
+
+
+def test_isolated_calls_are_timed_in_blocks_and_reported_per_call():
+    made = []
+
+    def call() -> None:
+        made.append(1)
+        time.sleep(0.02)
+
+    runs = timings(call, torch.device("cpu"), repeats=2, block=4)
+    assert len(made) == 1 + 2 * 4  # one untimed warm-up, then two blocks of four
+    # per call, not per block (a block takes >= 0.08 s); 3x slack for a loaded machine
+    assert all(0.02 <= run.seconds < 0.06 for run in runs), [run.seconds for run in runs]
 
 
 def test_help_and_version_load_no_torch():

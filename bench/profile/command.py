@@ -149,7 +149,9 @@ def profile_command(options: ProfileOptions, log: Callable[[str], None]) -> list
         twin_calls = network_calls(twin, profile_operator(twin, op), batch, sigma_pm1)
         for (network, passes), call in network_calls(prior, operator, batch, sigma_pm1).items():
             count = count_flops(twin_calls[(network, passes)])
-            timing = time_call(network, passes, call, batch, prior.device, options.repeats, count)
+            timing = time_call(
+                network, passes, call, batch, prior.device, options.repeats, count, options.steps
+            )
             call_times.append(timing)
             seconds[(network, passes)] = timing.seconds
             cpu[(network, passes)] = timing.cpu_seconds

@@ -24,8 +24,8 @@ Call = Callable[[], object]
 
 @dataclass(frozen=True)
 class CallTime:
-    """One network pass at one batch, alone: seconds per call (least disturbed run, slowest
-    run), process CPU seconds per call, and FLOPs."""
+    """One network pass at one batch, alone: seconds per call (least disturbed block of
+    back-to-back calls, slowest block), process CPU seconds per call, and FLOPs."""
 
     network: str  # unet | dec | enc | op (bench.counters.COUNTED_CALLS)
     passes: str  # fwd | fwd+bwd
@@ -108,14 +108,21 @@ def count_flops(call: Call) -> int:
     return int(counter.get_total_flops())
 
 
-def timings(call: Call, device: torch.device, repeats: int) -> list[Timing]:
-    """Synchronized wall and CPU time of `repeats` runs of call, after one untimed warm-up."""
+def timings(call: Call, device: torch.device, repeats: int, block: int = 1) -> list[Timing]:
+    """Synchronized wall and CPU time per call of `repeats` blocks of `block` back-to-back
+    calls, after one untimed warm-up.
+
+    A block as long as the timed solve makes the isolated time comparable with it: the fastest
+    of several single calls is the luckiest call, while a solve's time is a sum over its calls
+    (on a CPU at batch 1 the fastest single call was 1.5x faster than the slowest).
+    """
     call()
     runs = []
     for _ in range(repeats):
         with timed(device) as timing:
-            call()
-        runs.append(timing)
+            for _ in range(block):
+                call()
+        runs.append(Timing(timing.seconds / block, timing.cpu_seconds / block))
     return runs
 
 
@@ -127,9 +134,11 @@ def time_call(
     device: torch.device,
     repeats: int,
     flops: int,
+    block: int = 1,
 ) -> CallTime:
-    """One network pass alone: `repeats` timed calls (its FLOPs counted beforehand)."""
-    runs = timings(call, device, repeats)
+    """One network pass alone: `repeats` timed blocks of `block` calls (its FLOPs counted
+    beforehand)."""
+    runs = timings(call, device, repeats, block)
     seconds = [r.seconds for r in runs]
     cpu = min(r.cpu_seconds for r in runs)
     return CallTime(network, passes, batch, min(seconds), max(seconds), cpu, flops)

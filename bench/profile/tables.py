@@ -76,7 +76,8 @@ def markdown(rows: pd.DataFrame, calls: pd.DataFrame, command: str, context: dic
             "harness/limit (timed steps through the real solver code over the same calls made "
             "alone). x SILO (FLOPs): the same ratio from FLOP counts (torch FlopCounterMode).",
             markdown_table(formatted(rows, SHOWN)),
-            "Each network call alone (s/call: the fastest of the repeats):",
+            "Each network call alone (s/call: per call in a block of as many back-to-back calls as "
+            "the timed solve has steps, the fastest block of the repeats):",
             markdown_table(formatted(calls, CALL_SHOWN)),
         ]
     )
