@@ -12,56 +12,57 @@ from bench.report.tables import METRICS, md_row
 from bench.tune import SETTING
 
 
-def curve(block: pd.DataFrame, entry: dict) -> tuple[str, pd.DataFrame] | None:
-    """The points of one setting along its first varied hyperparameter, the others held at
-    their chosen values: (name, frame with columns multiple, metric...), or None."""
-    name = next(iter(entry["hparams"]))
-    official = entry["official"][name]
-    if not isinstance(official, int | float) or official == 0:
-        return None
-    others = {k: v for k, v in entry["hparams"].items() if k != name}
+def curves(block: pd.DataFrame, entry: dict) -> dict[str, pd.DataFrame]:
+    """The points of one setting along each varied hyperparameter, the others held at their
+    chosen values: {name: frame with a column `multiple` (value / official)}; a
+    hyperparameter whose official value is not a nonzero number has no curve."""
     hparams = block.hparams.map(json.loads)
-    keep = hparams.map(lambda h: all(h[k] == v for k, v in others.items()))
-    line = block[keep].assign(multiple=hparams[keep].map(lambda h: h[name] / official))
-    return name, line.sort_values("multiple")
+    lines = {}
+    for name, official in entry["official"].items():
+        if not isinstance(official, int | float) or isinstance(official, bool) or official == 0:
+            continue
+        others = {k: v for k, v in entry["hparams"].items() if k != name}
+        keep = hparams.map(lambda h, others=others: all(h[k] == v for k, v in others.items()))
+        multiple = hparams[keep].map(lambda h, name=name, official=official: h[name] / official)
+        lines[name] = block[keep].assign(multiple=multiple).sort_values("multiple")
+    return lines
 
 
 def tuning_curves(points: pd.DataFrame, entries: list[dict], metric: str, path: Path) -> Path:
-    """One panel per solver: validation metric vs the step size as a multiple of the official
-    value (1 = official, dashed), a line per degradation and sigma, the chosen point filled."""
+    """One panel per solver and tuned hyperparameter: validation metric vs the value as a
+    multiple of the official one (1 = official, dashed), the solver's other tuned
+    hyperparameters held at their chosen values, a line per degradation and sigma, the chosen
+    point filled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    solvers = sorted({e["solver"] for e in entries})
-    cols = min(3, len(solvers))
-    rows = math.ceil(len(solvers) / cols)
+    panels: dict[tuple[str, str], list[tuple[str, pd.DataFrame]]] = {}
+    for entry in sorted(entries, key=lambda e: e["solver"]):
+        block = points[
+            (points.solver == entry["solver"])
+            & (points.degradation == entry["degradation"])
+            & (points.sigma_01 == entry["sigma_01"])
+        ]
+        label = f"{entry['degradation'].split(':')[0]} σ={entry['sigma_01']:g}"
+        for name, line in curves(block, entry).items():
+            panels.setdefault((entry["solver"], name), []).append((label, line))
+    cols = max(1, min(3, len(panels)))
+    rows = max(1, math.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    for ax, solver in zip(axes.flat, solvers, strict=False):
-        names = set()
-        for entry in (e for e in entries if e["solver"] == solver):
-            block = points[
-                (points.solver == entry["solver"])
-                & (points.degradation == entry["degradation"])
-                & (points.sigma_01 == entry["sigma_01"])
-            ]
-            found = curve(block, entry)
-            if found is None:
-                continue
-            name, line = found
-            names.add(name)
-            label = f"{entry['degradation'].split(':')[0]} σ={entry['sigma_01']:g}"
+    for ax, ((solver, name), lines) in zip(axes.flat, panels.items(), strict=False):
+        for label, line in lines:
             (drawn,) = ax.plot(line.multiple, line[metric], "o-", mfc="none", label=label)
             best = line[line.chosen]
             ax.plot(best.multiple, best[metric], "o", color=drawn.get_color())
         ax.axvline(1.0, color="grey", ls="--", lw=0.8)
         ax.set_xscale("log")
         ax.set_title(solver)
-        ax.set_xlabel(f"{' / '.join(sorted(names))} ÷ official")
+        ax.set_xlabel(f"{name} ÷ official")
         ax.set_ylabel(f"validation {METRICS[metric].label}")
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(solvers) :]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

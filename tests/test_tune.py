@@ -119,6 +119,37 @@ def test_choose_takes_the_best_eligible_point_and_breaks_ties_by_runtime():
     assert choose(lpips, "lpips_alex").chosen.tolist() == [True, False, False, False]
 
 
+def test_a_two_dimensional_grid_gives_a_curve_per_step_size_through_the_chosen_point(tmp_path):
+    from bench.tuning_report import curves, tuning_curves
+
+    grid = [(omega, gamma) for omega in (0.5, 1.0, 2.0) for gamma in (0.05, 0.1)]
+    points = pd.DataFrame(
+        {
+            "solver_label": [f"psld[omega={o},gamma={g}]" for o, g in grid],
+            "solver": "psld",
+            "degradation": "sr4",
+            "sigma_01": 0.01,
+            "psnr": [20.0, 21.0, 22.0, 24.0, 23.0, 19.0],  # best: omega 1, gamma 0.1
+            "hparams": [json.dumps({"omega": o, "gamma": g, "steps": 10}) for o, g in grid],
+        }
+    ).assign(chosen=lambda f: f.psnr == 24.0)
+    entry = {
+        "solver": "psld",
+        "degradation": "sr4",
+        "sigma_01": 0.01,
+        "hparams": {"omega": 1.0, "gamma": 0.1},
+        "official": {"omega": 1.0, "gamma": 0.1},
+    }
+    lines = curves(points, entry)
+    assert sorted(lines) == ["gamma", "omega"]
+    assert lines["omega"].multiple.tolist() == [0.5, 1.0, 2.0]  # at the chosen gamma 0.1
+    assert lines["omega"].psnr.tolist() == [21.0, 24.0, 19.0]
+    assert lines["gamma"].multiple.tolist() == [0.5, 1.0]  # at the chosen omega 1.0
+    assert lines["gamma"].psnr.tolist() == [22.0, 24.0]
+    path = tuning_curves(points, [entry], "psnr", tmp_path / "curves.png")
+    assert path.stat().st_size > 0
+
+
 def test_tune_refuses_overlapping_splits(tmp_path):
     result = runner.invoke(
         app,
