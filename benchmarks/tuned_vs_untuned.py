@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("untuned", help="per_image.csv of the untuned run")
     parser.add_argument("tuned", help="per_image.csv of the `bench tune` test run")
     parser.add_argument("--sigma", type=float, default=0.01)
+    parser.add_argument(
+        "--markdown", action="store_true", help="one Markdown table: solver rows x degradations"
+    )
     args = parser.parse_args()
     tuned = pd.read_csv(args.tuned).query("sigma_01 == @args.sigma")
     untuned = pd.read_csv(args.untuned)
@@ -55,7 +58,25 @@ def main() -> None:
     ]
     both = pd.concat([untuned, tuned[tuned.solver != "naive"]], ignore_index=True)
     table = versus_naive(both).sort_values(["degradation", "solver"])
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.markdown:
+        print(markdown(table))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """Cells 'minus_naive (above/n)' with solver rows and a column per degradation."""
+    cells = table.assign(
+        degradation=table.degradation.str.split(":").str[0],
+        cell=[f"{d:+.2f} ({a})" for d, a in zip(table.minus_naive, table.above_naive, strict=True)],
+    ).pivot(index="solver", columns="degradation", values="cell")
+    lines = [
+        "| solver | " + " | ".join(cells.columns) + " |",
+        "|---" * (len(cells.columns) + 1) + "|",
+    ]
+    for solver, row in cells.iterrows():
+        lines.append(f"| {solver} | " + " | ".join(row.fillna("—")) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
