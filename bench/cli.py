@@ -591,7 +591,9 @@ def profile(
     steps: int = typer.Option(2, help="solver steps timed through the real solver code"),
     warmup_steps: int = typer.Option(1, help="untimed solver steps before them"),
     repeats: int = typer.Option(3, help="timed blocks of --steps calls per network pass (fastest)"),
-    solve_repeats: int = typer.Option(1, help="timed solves of each solver (fastest)"),
+    solve_repeats: int = typer.Option(
+        1, help="rounds of a timed solve + its calls alone (harness/limit: the median round)"
+    ),
     out: str = typer.Option("runs/profile", help="folder for profile.{csv,md,tex} and plots"),
 ) -> None:
     """Runtime without weights: random-weight networks, each call alone and inside the solvers."""

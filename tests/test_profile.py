@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.profile.command import ProfileOptions, profile_command
-from bench.profile.measure import count_flops, timings, weighted_calls
+from bench.profile.measure import count_flops, passes_made, timings, weighted_calls
 from bench.profile.networks import config_folder
 from bench.timing import timed
 
@@ -88,6 +88,8 @@ def test_profile_of_a_tiny_folder_writes_the_tables_with_honest_columns(tiny_sd,
     assert ldps.flop_ratio_to_silo == pytest.approx(ldps_flops / silo_flops, rel=1e-9)
     assert silo.ratio_to_silo == 1.0
     assert (rows.harness_over_limit > 0).all() and (rows.s_per_image > 0).all()
+    # the reported round: its solve over its own limit (the calls alone, timed right after it)
+    assert rows.harness_over_limit.tolist() == pytest.approx((rows.timed_s / rows.limit_s).tolist())
     # every row says where and how it ran
     assert (rows.torch == torch.__version__).all() and (rows.device == "cpu").all()
     assert (~rows.tf32_matmul).all() and (rows.matmul_precision == "highest").all()
@@ -108,6 +110,18 @@ def test_timed_peak_memory_covers_an_allocation_inside_the_region():
     assert timing.memory_kind == "process_peak_rss"
     assert timing.peak_mem_mb >= 64
     assert 0 < timing.cpu_seconds and 0 < timing.seconds
+
+
+def test_a_solves_limit_times_exactly_the_passes_its_counts_price():
+    silo = {"unet_fwd": 10, "unet_bwd": 10, "op_fwd": 10, "op_bwd": 10, "enc_fwd": 1, "dec_fwd": 1}
+    assert passes_made(silo) == [
+        ("unet", "fwd+bwd"),
+        ("dec", "fwd"),
+        ("enc", "fwd"),
+        ("op", "fwd+bwd"),
+    ]
+    ldps = {"unet_fwd": 10, "unet_bwd": 10, "dec_fwd": 11, "dec_bwd": 10}  # + the final decode
+    assert passes_made(ldps) == [("unet", "fwd+bwd"), ("dec", "fwd+bwd"), ("dec", "fwd")]
 
 
 def test_isolated_calls_are_timed_in_blocks_and_reported_per_call():

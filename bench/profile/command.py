@@ -66,27 +66,26 @@ def solver_row(
     solve: SolveTime,
     hparams: dict,
     seconds: dict[tuple[str, str], float],
-    cpu: dict[tuple[str, str], float],
     flops: dict[tuple[str, str], float],
 ) -> dict:
     """Prediction of the full solve at official length from the solver's declared cost model.
 
-    harness / limit is the timed steps over the same calls made alone (wall time; and process
-    CPU time, which a shared machine disturbs less); the full solve and one step are the
-    declared calls priced at their isolated times, times the measured wall-time ratio.
+    harness / limit is the timed steps over the same calls made alone in the same round (wall
+    time; and process CPU time); the full solve and one step are the declared calls priced at
+    their isolated times, times the measured wall-time ratio.
     """
     spec = get_solver(solve.solver)
-    limit = weighted_calls(solve.calls, seconds)
-    ratio = solve.seconds / limit if limit > 0 else float("nan")
+    ratio = solve.ratio
     row = {
         "solver": solve.solver,
         "batch": solve.batch,
         "official_steps": hparams.get("steps"),
         "timed_steps": solve.steps,
         "timed_s": solve.seconds,
-        "limit_s": limit,
+        "limit_s": solve.limit_seconds,
         "harness_over_limit": ratio,
-        "harness_over_limit_cpu": solve.cpu_seconds / weighted_calls(solve.calls, cpu),
+        "harness_over_limit_cpu": solve.ratio_cpu,
+        "rounds": solve.rounds,
         "peak_mem_mb": solve.peak_mem_mb,
         "memory_kind": solve.memory_kind,
         **{f"calls_{k}": v for k, v in solve.calls.items() if v},
@@ -145,16 +144,16 @@ def profile_command(options: ProfileOptions, log: Callable[[str], None]) -> list
     for batch in batches:
         op = template.seeded(generators(batch))
         operator = profile_operator(prior, op)
-        seconds, cpu, flops = {}, {}, {}
+        seconds, flops = {}, {}
         twin_calls = network_calls(twin, profile_operator(twin, op), batch, sigma_pm1)
-        for (network, passes), call in network_calls(prior, operator, batch, sigma_pm1).items():
+        alone = network_calls(prior, operator, batch, sigma_pm1)
+        for (network, passes), call in alone.items():
             count = count_flops(twin_calls[(network, passes)])
             timing = time_call(
                 network, passes, call, batch, prior.device, options.repeats, count, options.steps
             )
             call_times.append(timing)
             seconds[(network, passes)] = timing.seconds
-            cpu[(network, passes)] = timing.cpu_seconds
             flops[(network, passes)] = timing.flops
             progress(f"batch {batch} {network} {passes}: {timing.seconds:.4f} s/call")
         x = torch.rand(batch, 3, size, size, device=prior.device, dtype=dtype) * 2 - 1
@@ -172,12 +171,13 @@ def profile_command(options: ProfileOptions, log: Callable[[str], None]) -> list
                 y,
                 spec.name,
                 {**hparams, **extra},
+                alone,
                 sigma_pm1=sigma_pm1,
                 steps=options.steps,
                 warmup_steps=options.warmup_steps,
-                repeats=options.solve_repeats,
+                rounds=options.solve_repeats,
             )
-            row = solver_row(solve, hparams, seconds, cpu, flops)
+            row = solver_row(solve, hparams, seconds, flops)
             rows.append(row)
             progress(
                 f"batch {batch} {spec.name}: {solve.steps} steps in {solve.seconds:.3f} s, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,14 +39,19 @@ class CallTime:
 
 @dataclass(frozen=True)
 class SolveTime:
-    """A few steps of one solver through its real code, timed and counted like `bench run`
-    (the least disturbed of the repeats)."""
+    """A few steps of one solver through its real code, timed and counted like `bench run`,
+    each solve paired with the same network calls made alone right after it (a round); the
+    round with the median wall-time ratio is reported, and the median CPU-time ratio."""
 
     solver: str
     batch: int
     steps: int
     seconds: float
     cpu_seconds: float
+    limit_seconds: float  # the solve's counted calls, each timed alone in the same round
+    ratio: float  # harness / limit, wall time: median over rounds
+    ratio_cpu: float  # the same in process CPU time
+    rounds: int
     peak_mem_mb: float
     memory_kind: str
     calls: dict[str, int]
@@ -150,26 +156,65 @@ def time_solve(
     y: torch.Tensor,
     solver: str,
     hparams: dict,
+    alone: dict[tuple[str, str], Call],
     *,
     sigma_pm1: float,
     steps: int,
     warmup_steps: int,
-    repeats: int,
+    rounds: int,
 ) -> SolveTime:
-    """`steps` steps of the solver, timed and counted by the harness after a short warm-up."""
+    """`steps` steps of the solver, timed and counted by the harness after a short warm-up, in
+    `rounds` rounds of one solve and then each network pass it made, alone (`alone`), as a
+    block of `steps` calls.
+
+    Pairing each solve with its limit measured right after it cancels the drift of a shared or
+    virtual machine's speed (on the 2-core VM it moved harness/limit by 30% between phases a
+    minute apart, in CPU time too), as `farm-bench --vs` pairs its commands.
+    """
     fn, batch = get_solver(solver).fn, y.shape[0]
     if warmup_steps:
         warm = {**warmup_hparams(hparams), "steps": warmup_steps}
         timed_solve(fn, prior, op, y, generators(batch), sigma_pm1, warm)
     hparams = {**hparams, "steps": steps}
-    runs = [
-        timed_solve(fn, prior, op, y, generators(batch), sigma_pm1, hparams) for _ in range(repeats)
-    ]
-    _, timing, calls = min(runs, key=lambda run: run[1].seconds)
-    cpu = min(run[1].cpu_seconds for run in runs)
+    paired = []
+    for _ in range(rounds):
+        _, timing, calls = timed_solve(fn, prior, op, y, generators(batch), sigma_pm1, hparams)
+        per_call = {key: Timing() for key in alone}
+        for key in passes_made(calls):
+            with timed(prior.device) as block:
+                for _ in range(steps):
+                    alone[key]()
+            per_call[key] = Timing(block.seconds / steps, block.cpu_seconds / steps)
+        wall = weighted_calls(calls, {k: t.seconds for k, t in per_call.items()})
+        cpu = weighted_calls(calls, {k: t.cpu_seconds for k, t in per_call.items()})
+        paired.append((timing.seconds / wall, timing.cpu_seconds / cpu, timing, wall, calls))
+    ranked = sorted(paired, key=lambda round_: round_[0])
+    ratio, _, timing, wall, calls = ranked[(len(ranked) - 1) // 2]
+    ratio_cpu = statistics.median(round_[1] for round_ in paired)
     return SolveTime(
-        solver, batch, steps, timing.seconds, cpu, timing.peak_mem_mb, timing.memory_kind, calls
+        solver,
+        batch,
+        steps,
+        timing.seconds,
+        timing.cpu_seconds,
+        wall,
+        ratio,
+        ratio_cpu,
+        rounds,
+        timing.peak_mem_mb,
+        timing.memory_kind,
+        calls,
     )
+
+
+def passes_made(calls: dict[str, int]) -> list[tuple[str, str]]:
+    """The network passes a solve's counts price (see weighted_calls): fwd+bwd for each
+    network with a backward pass, fwd for one with forward passes beyond those."""
+    made = []
+    for network in COUNTED_CALLS:
+        fwd, bwd = calls.get(f"{network}_fwd", 0), calls.get(f"{network}_bwd", 0)
+        made += [(network, "fwd+bwd")] * (bwd > 0) + [(network, "fwd")] * (fwd > bwd)
+    return made
 
 
 def weighted_calls(calls: dict[str, int], per_call: dict[tuple[str, str], float]) -> float:

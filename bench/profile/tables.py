@@ -74,7 +74,8 @@ def markdown(rows: pd.DataFrame, calls: pd.DataFrame, command: str, context: dic
             "s/image: the full solve at the official number of steps, predicted from the "
             "solver's declared network calls at their isolated times, times the measured "
             "harness/limit (timed steps through the real solver code over the same calls made "
-            "alone). x SILO (FLOPs): the same ratio from FLOP counts (torch FlopCounterMode).",
+            "alone right after them, in the same round; the median of the rounds). "
+            "x SILO (FLOPs): the same ratio from FLOP counts (torch FlopCounterMode).",
             markdown_table(formatted(rows, SHOWN)),
             "Each network call alone (s/call: per call in a block of as many back-to-back calls as "
             "the timed solve has steps, the fastest block of the repeats):",
