@@ -212,7 +212,9 @@ def test_a_preempted_or_timed_out_task_is_requeued_and_skips_what_it_finished(
     pd.testing.assert_frame_equal(one_process, table(out))
     (log,) = (out / "submitit").glob("*_0_0_log.out")  # array task 0, both attempts
     skipped = re.search(r"skipping (\d+) cells recorded by an earlier attempt", log.read_text())
-    assert skipped and 2 <= int(skipped.group(1)) < 8
+    # the fake stops the task once it sees 2 records, but polls for them: on a fast machine the
+    # gaussian prior's cells can all be recorded before the signal lands (8 skipped, seen in CI)
+    assert skipped and 2 <= int(skipped.group(1)) <= 8
 
 
 def test_submitit_local_cluster_matches_one_process_and_splits_the_cores(tmp_path, one_process):
