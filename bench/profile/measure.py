@@ -123,13 +123,15 @@ def timings(call: Call, device: torch.device, repeats: int, block: int = 1) -> l
     (on a CPU at batch 1 the fastest single call was 1.5x faster than the slowest).
     """
     call()
-    runs = []
-    for _ in range(repeats):
-        with timed(device) as timing:
-            for _ in range(block):
-                call()
-        runs.append(Timing(timing.seconds / block, timing.cpu_seconds / block))
-    return runs
+    return [block_time(call, device, block) for _ in range(repeats)]
+
+
+def block_time(call: Call, device: torch.device, block: int) -> Timing:
+    """Synchronized wall and CPU seconds per call of `block` back-to-back calls."""
+    with timed(device) as timing:
+        for _ in range(block):
+            call()
+    return Timing(timing.seconds / block, timing.cpu_seconds / block)
 
 
 def time_call(
@@ -179,15 +181,12 @@ def time_solve(
     paired = []
     for _ in range(rounds):
         _, timing, calls = timed_solve(fn, prior, op, y, generators(batch), sigma_pm1, hparams)
-        per_call = {key: Timing() for key in alone}
-        for key in passes_made(calls):
-            with timed(prior.device) as block:
-                for _ in range(steps):
-                    alone[key]()
-            per_call[key] = Timing(block.seconds / steps, block.cpu_seconds / steps)
+        per_call = {key: block_time(alone[key], prior.device, steps) for key in passes_made(calls)}
         wall = weighted_calls(calls, {k: t.seconds for k, t in per_call.items()})
         cpu = weighted_calls(calls, {k: t.cpu_seconds for k, t in per_call.items()})
-        paired.append((timing.seconds / wall, timing.cpu_seconds / cpu, timing, wall, calls))
+        paired.append(
+            (ratio_of(timing.seconds, wall), ratio_of(timing.cpu_seconds, cpu), timing, wall, calls)
+        )
     ranked = sorted(paired, key=lambda round_: round_[0])
     ratio, _, timing, wall, calls = ranked[(len(ranked) - 1) // 2]
     ratio_cpu = statistics.median(round_[1] for round_ in paired)
@@ -207,22 +206,22 @@ def time_solve(
     )
 
 
-def passes_made(calls: dict[str, int]) -> list[tuple[str, str]]:
-    """The network passes a solve's counts price (see weighted_calls): fwd+bwd for each
-    network with a backward pass, fwd for one with forward passes beyond those."""
-    made = []
+def ratio_of(harness: float, limit: float) -> float:
+    """harness / limit; NaN for a solve that made no counted network call."""
+    return harness / limit if limit > 0 else float("nan")
+
+
+def passes_made(calls: dict[str, int]) -> dict[tuple[str, str], int]:
+    """How many of each network pass a solve's counts stand for: each backward pass is one
+    fwd+bwd pass, the forward passes without a backward are fwd passes (zeros left out)."""
+    made = {}
     for network in COUNTED_CALLS:
         fwd, bwd = calls.get(f"{network}_fwd", 0), calls.get(f"{network}_bwd", 0)
-        made += [(network, "fwd+bwd")] * (bwd > 0) + [(network, "fwd")] * (fwd > bwd)
-    return made
+        made[(network, "fwd+bwd")], made[(network, "fwd")] = bwd, max(fwd - bwd, 0)
+    return {key: n for key, n in made.items() if n}
 
 
 def weighted_calls(calls: dict[str, int], per_call: dict[tuple[str, str], float]) -> float:
-    """Sum over networks of calls x per-call cost (seconds or FLOPs alone): each backward pass
-    at the fwd+bwd cost, the forward passes without a backward at the fwd cost."""
-    total = 0.0
-    for network in COUNTED_CALLS:
-        fwd, bwd = calls.get(f"{network}_fwd", 0), calls.get(f"{network}_bwd", 0)
-        backward, forward = per_call[(network, "fwd+bwd")], per_call[(network, "fwd")]
-        total += bwd * backward + max(fwd - bwd, 0) * forward
-    return total
+    """Sum over the passes a solve made of their number x per-call cost (seconds or FLOPs
+    alone); per_call needs only the passes made."""
+    return sum(n * per_call[key] for key, n in passes_made(calls).items())
