@@ -84,12 +84,16 @@ def main() -> None:
     print(f"traced self CPU ms: solve {total[0]:.1f}, calls alone {total[1]:.1f}")
     print(f"{'operator':56s} {'solve ms':>9s} {'alone ms':>9s} {'solve n':>8s} {'alone n':>8s}")
 
-    def gap(key: str) -> float:
+    def row(key: str) -> tuple[float, float, int, int]:
         (ms_s, n_s), (ms_a, n_a) = solve_ops.get(key, (0, 0)), call_ops.get(key, (0, 0))
+        return ms_s, ms_a, n_s, n_a
+
+    def gap(key: str) -> float:
+        ms_s, ms_a, n_s, n_a = row(key)
         return abs(ms_s / total[0] - ms_a / total[1]) + (n_s != n_a)
 
     for key in sorted(set(solve_ops) | set(call_ops), key=gap, reverse=True)[: args.top]:
-        (ms_s, n_s), (ms_a, n_a) = solve_ops.get(key, (0, 0)), call_ops.get(key, (0, 0))
+        ms_s, ms_a, n_s, n_a = row(key)
         print(f"{key[:56]:56s} {ms_s:9.1f} {ms_a:9.1f} {n_s:8d} {n_a:8d}")
 
 
